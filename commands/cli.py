@@ -1,0 +1,66 @@
+"""The `lucidkit` command group. Commands are imported only when they run, so `lucidkit --help` stays fast
+and imports no torch (Click's LazyGroup pattern)."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from lucidkit.errors import UserError
+
+# command name -> "module:function"; one module per command under lucidkit.commands
+COMMANDS = {
+    "generate": "lucidkit.commands.generate:generate",
+    "bench": "lucidkit.commands.bench:bench",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that maps names to modules and imports a command on first use."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy_commands:
+            module, attr = self.lazy_commands[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx):
+        # Bad input anywhere below becomes one clear line and exit status 2, without a traceback.
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+@click.version_option(package_name="lucidkit")
+def cli():
+    """lucidkit: text-to-3D generation and editing with Interval Score Matching on 3D Gaussian Splatting.
+
+    \b
+    Examples:
+      lucidkit generate "a red and yellow striped cube"                 # the shipped toy prior, CPU is fine
+      lucidkit generate "a DSLR photo of a hamburger" --model /models/stable-diffusion-2-1-base
+      lucidkit generate --resume outputs/a-dslr-photo-of-a-hamburger-20261124-101500
+    """
+
+
+def main():
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Text → 3D Gaussians with Interval Score Matching: the engine function behind `lucidkit generate`.
+
+prompt + preset → GenerateConfig → DiffusionPrior (+ LoRA) → ScoreDistillation (embeddings cached once)
+→ initial Gaussians → the shared loop (`optimize.py`) → scene.ply, preview.png, turntable video, manifest.json.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lucidkit import config as config_lib
+from lucidkit.cameras import CameraConfig, OrbitSampler
+from lucidkit.errors import UserError
+from lucidkit.guidance import GuidanceConfig, ScoreDistillation
+from lucidkit.optimize import (LoopConfig, TrainState, load_checkpoint, new_state, normalized_disparity, optimize,
+                               save_checkpoint, total_variation)
+from lucidkit.splat.densify import DensifyConfig, make_strategy
+from lucidkit.splat.init import InitConfig, init_gaussians
+from lucidkit.splat.scene import OptimConfig
+
+
+@dataclass
+class PriorConfig:
+    """Which diffusion prior guides the optimisation, and how it runs."""
+
+    model: str = "toy"
+    """'toy' (shipped), 'sd21-base', 'sd15', a diffusers folder, a .safetensors file or a hub id."""
+    lora: str | None = None
+    """A LoRA folder or .safetensors file (diffusers format) to attach to the prior."""
+    lora_scale: float = 1.0
+    """Strength of the LoRA."""
+    precision: str = "auto"
+    """'auto' (bf16 on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16'."""
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu' or 'cuda[:N]'."""
+
+
+@dataclass
+class RegularizerConfig:
+    """Extra losses of the recipe, added to the guidance loss."""
+
+    tv_rgb: float = 1.0
+    """Weight of the total variation of the rendered RGB."""
+    tv_disparity: float = 1.0
+    """Weight of the total variation of the normalised disparity."""
+    scale: float = 1.0
+    """Weight of the mean activated Gaussian scale."""
+
+
+@dataclass
+class OutputConfig:
+    """What is written while and after the run."""
+
+    preview_every: int = 500
+    """Write previews/step_NNNNNN.png every this many updates (0 = never)."""
+    checkpoint_every: int = 500
+    """Write checkpoint.pt every this many updates (0 = only at the end and on Ctrl-C)."""
+    eval_views: int = 8
+    """Views per eval ring in preview.png."""
+    turntable_frames: int = 120
+    """Frames of the turntable video (0 = no video)."""
+    fps: int = 30
+    """Frames per second of the turntable video."""
+    video_resolution: int = 0
+    """Size of preview and video frames in pixels; 0 = the render resolution."""
+
+
+@dataclass
+class GenerateConfig:
+    """Everything `lucidkit generate` does, as one config (presets/generate/*.yaml)."""
+
+    prompt: str = ""
+    """The text prompt."""
+    seed: int = 0
+    """Seed of every random choice in the run."""
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    regularizers: RegularizerConfig = field(default_factory=RegularizerConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def resolve_config(preset: str | None, overrides: dict, command: str = "generate") -> GenerateConfig:
+    """Preset (by name or path) + overrides → GenerateConfig. Without a preset: 'toy' for the toy prior, else
+    'default' (the recipe)."""
+    model = overrides.get("prior", {}).get("model", "toy")
+    name = preset or ("toy" if model == "toy" else "default")
+    cfg = config_lib.from_dict(GenerateConfig, config_lib.load_yaml(config_lib.preset_path(command, name)),
+                               where="")
+    return config_lib.merge(cfg, overrides)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"prior.device is {name!r} but CUDA is not available on this machine; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def load_prior(cfg: PriorConfig):
+    from lucidkit.prior import DiffusionPrior
+
+    device = pick_device(cfg.device)
+    prior = DiffusionPrior.load(cfg.model, device=device, dtype=cfg.precision)
+    if cfg.lora:
+        prior.load_lora(cfg.lora, scale=cfg.lora_scale)
+    return prior
+
+
+class GenerateObjective:
+    """Guidance on RGB (or, for a fraction of updates, on the normalised disparity) plus the recipe's regularisers."""
+
+    def __init__(self, guidance: ScoreDistillation, reg: RegularizerConfig, generator: torch.Generator):
+        self.guidance, self.reg, self.generator = guidance, reg, generator
+
+    def __call__(self, out, cams, step, splats):
+        rgb = out.rgb  # [B, H, W, 3]
+        disparity = normalized_disparity(out.depth, out.alpha)  # [B, H, W, 1]
+        on_disparity = float(torch.rand(1, generator=self.generator)) < self.guidance.cfg.disparity_ratio
+        image = disparity.expand(-1, -1, -1, 3) if on_disparity else rgb
+        loss, logs = self.guidance.loss(image.permute(0, 3, 1, 2), cams.azimuth_deg, step, self.generator)
+        r = self.reg
+        if r.tv_rgb:
+            loss = loss + r.tv_rgb * total_variation(rgb)
+        if r.tv_disparity:
+            loss = loss + r.tv_disparity * total_variation(disparity)
+        if r.scale:
+            loss = loss + r.scale * torch.exp(splats["scales"]).mean()
+        return loss, logs
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    scene: Path
+    steps: int
+    gaussians: int
+    seconds: float
+
+
+def run(cfg: GenerateConfig, folder: Path, resume: bool = False, quiet: bool = False) -> RunResult:
+    """Run (or resume) a generation into `folder`, which `runs.prepare_run_dir` has checked."""
+    from lucidkit import export, runs
+
+    if not cfg.prompt.strip():
+        raise UserError("the prompt is empty; say what to generate, e.g. lucidkit generate \"a red cube\"")
+    timer = runs.Timer()
+    if not resume:
+        export.write_yaml(folder / "config.yaml", config_lib.to_dict(cfg))
+    torch.manual_seed(cfg.seed)
+    prior = load_prior(cfg.prior)
+    load_seconds = timer.elapsed()
+    guidance = ScoreDistillation(prior, cfg.prompt, cfg.guidance)
+    size = cfg.loop.resolution or prior.resolution
+    strategy = make_strategy(cfg.densify, size, size)
+    if resume:
+        state = load_checkpoint(folder, cfg.optim, strategy, prior.device)
+    else:
+        init_gen = torch.Generator().manual_seed(cfg.seed)
+        state = new_state(init_gaussians(cfg.init, generator=init_gen, device=prior.device), cfg.optim, strategy,
+                          cfg.seed)
+    start_step = state.step
+    objective = GenerateObjective(guidance, cfg.regularizers, state.generator)
+    sampler = OrbitSampler(cfg.camera, size, size)
+    view_size = cfg.output.video_resolution or size
+    (folder / "previews").mkdir(exist_ok=True)
+
+    progress = runs.Progress(cfg.loop.steps, start_step, "generate", quiet=quiet)
+    callbacks = [
+        progress,
+        runs.every(cfg.output.preview_every, lambda s: runs.write_preview(
+            s.splats, cfg.camera, view_size, folder / "previews" / f"step_{s.step:06d}.png", views=4)),
+        runs.every(cfg.output.checkpoint_every, lambda s: save_checkpoint(s, folder)),
+    ]
+    loop_timer = runs.Timer()
+    try:
+        optimize(state, sampler, objective, cfg.loop, cfg.optim, callbacks)
+    except KeyboardInterrupt:
+        progress.close()
+        save_checkpoint(state, folder)
+        raise UserError(f"interrupted at step {state.step}/{cfg.loop.steps}; checkpoint saved. "
+                        f"Continue with: lucidkit generate --resume {folder}") from None
+    progress.close()
+    loop_seconds = loop_timer.elapsed()
+    save_checkpoint(state, folder)
+    return finish(cfg, state, folder, prior, start_step, timings={
+        "load_prior_s": load_seconds, "optimize_s": loop_seconds,
+        "s_per_update": loop_seconds / max(state.step - start_step, 1)}, timer=timer, view_size=view_size)
+
+
+def finish(cfg, state: TrainState, folder: Path, prior, start_step: int, timings: dict, timer, view_size: int):
+    """Write the final outputs: scene.ply, preview.png, turntable video, manifest.json."""
+    from lucidkit import export, runs
+    from lucidkit.splat.scene import write_ply
+
+    t0 = time.perf_counter()
+    scene = write_ply(folder / "scene.ply", state.splats)
+    runs.write_preview(state.splats, cfg.camera, view_size, folder / "preview.png", views=cfg.output.eval_views)
+    outputs = ["scene.ply", "preview.png", "config.yaml", "checkpoint.pt"]
+    if cfg.output.turntable_frames > 0:
+        video = runs.write_turntable(state.splats, cfg.camera, view_size, folder / "turntable.mp4",
+                                     cfg.output.turntable_frames, cfg.output.fps)
+        outputs.append(video.name)
+    timings = {**timings, "outputs_s": time.perf_counter() - t0, "total_s": timer.elapsed()}
+    manifest = {
+        "command": "generate",
+        "prompt": cfg.prompt,
+        "seed": cfg.seed,
+        "model": prior.source,
+        "device": str(prior.device),
+        "dtype": str(prior.dtype).replace("torch.", ""),
+        "steps": state.step,
+        "resumed_from_step": start_step if start_step else None,
+        "gaussians": len(state.splats["means"]),
+        "timings": timings,
+        "outputs": outputs,
+        "versions": export.package_versions(),
+    }
+    export.write_json(folder / "manifest.json", manifest)
+    return RunResult(folder=folder, scene=scene, steps=state.step, gaussians=manifest["gaussians"],
+                     seconds=timings["total_s"])

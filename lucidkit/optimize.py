@@ -1,0 +1,210 @@
+"""The one optimisation loop shared by generate, avatar and edit, with checkpoints that resume exactly.
+
+    for step in [start, steps):
+        learning rates ← schedule(step)
+        cameras ← sampler(batch, step)            backgrounds ← recipe's random solid colours
+        render ← rasterise(Gaussians, cameras)    (gsplat on CUDA, the torch reference on CPU)
+        loss ← objective(render, cameras, step)   (guidance + regularisers; supplied by the command)
+        backward → densify/prune statistics → Adam → densify/prune
+        callbacks(progress, previews, checkpoints)
+
+What differs between commands is only the objective, the initial Gaussians and which parameters are frozen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+
+from lucidkit.cameras import CameraBatch, OrbitSampler
+from lucidkit.errors import UserError
+from lucidkit.splat.render import RenderOutput, render
+from lucidkit.splat.scene import OptimConfig, activated, apply_lrs, make_optimizers
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class LoopConfig:
+    """The shape of the optimisation: updates, views per update, render size, backgrounds."""
+
+    steps: int = 5000
+    """Total number of updates (a resumed run continues to this total)."""
+    batch_size: int = 4
+    """Views rendered per update (B)."""
+    resolution: int = 0
+    """Render size in pixels; 0 = the prior's native resolution."""
+    random_background_prob: float = 0.66
+    """Probability a training view's white background is replaced by a random colour (half) or black (half)."""
+    scale_jitter: float = 0.1118
+    """Per-update jitter of all Gaussian scales: s·(1 + N(0,1)·scale_jitter); the recipe's sqrt(0.2)/4."""
+
+
+class Objective(Protocol):
+    def __call__(self, out: RenderOutput, cams: CameraBatch, step: int, splats) -> tuple[torch.Tensor, dict]: ...
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed run needs: parameters, optimizers, densification state, step and RNG."""
+
+    splats: torch.nn.ParameterDict
+    optimizers: dict
+    strategy: object  # gsplat DefaultStrategy (or None: no densification)
+    strategy_state: dict
+    generator: torch.Generator  # CPU generator for every random choice in the loop
+    step: int = 0
+    frozen: torch.Tensor | None = None  # [N] bool: Gaussians whose parameters must not change (edit --region)
+    extras: dict = field(default_factory=dict)
+
+
+def new_state(splats, optim: OptimConfig, strategy, seed: int) -> TrainState:
+    state = strategy.initialize_state(scene_scale=1.0) if strategy is not None else {}
+    return TrainState(
+        splats=splats,
+        optimizers=make_optimizers(splats, optim.initial_lrs(), eps=optim.adam_eps),
+        strategy=strategy,
+        strategy_state=state,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def sample_backgrounds(n: int, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """[n, 3] training backgrounds: white, or with `prob` a random solid colour (half) or black (half)."""
+    bg = torch.ones(n, 3)
+    u = torch.rand(n, generator=generator)
+    colours = torch.rand(n, 3, generator=generator)
+    replace = u < prob
+    bg[replace & (u < prob / 2)] = colours[replace & (u < prob / 2)]
+    bg[replace & (u >= prob / 2)] = 0.0
+    return bg
+
+
+def render_state(splats, cams: CameraBatch, backgrounds: torch.Tensor | None, scale_mult: float = 1.0) -> RenderOutput:
+    """Render the scene's Gaussians from `cams` (any device: follows the parameters)."""
+    a = activated(splats)
+    device = a["means"].device
+    return render(
+        a["means"], a["quats"], a["scales"] * scale_mult, a["opacities"], a["sh"],
+        cams.viewmats.to(device), cams.Ks.to(device), cams.width, cams.height,
+        backgrounds=None if backgrounds is None else backgrounds.to(device), sh_degree=a["sh_degree"],
+    )
+
+
+def optimize(
+    state: TrainState,
+    sampler: OrbitSampler,
+    objective: Objective,
+    cfg: LoopConfig,
+    optim: OptimConfig,
+    callbacks: list[Callable[[TrainState, dict], None]] = (),
+) -> TrainState:
+    """Run updates from `state.step` to `cfg.steps`. Callbacks see the state after every update."""
+    device = state.splats["means"].device
+    while state.step < cfg.steps:
+        step = state.step
+        apply_lrs(state.optimizers, step, optim, cfg.steps)
+        cams = sampler.sample(cfg.batch_size, step, state.generator)
+        backgrounds = sample_backgrounds(cfg.batch_size, cfg.random_background_prob, state.generator)
+        scale_mult = 1.0 + float(torch.randn(1, generator=state.generator)) * cfg.scale_jitter
+        out = render_state(state.splats, cams, backgrounds, max(scale_mult, 0.5))
+        if state.strategy is not None:
+            state.strategy.step_pre_backward(state.splats, state.optimizers, state.strategy_state, step, out.info)
+        loss, logs = objective(out, cams.to(device), step, state.splats)
+        loss.backward()
+        if state.frozen is not None:
+            for p in state.splats.values():
+                if p.grad is not None:
+                    p.grad[state.frozen] = 0
+        for opt in state.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if state.strategy is not None and state.frozen is None:
+            state.strategy.step_post_backward(
+                state.splats, state.optimizers, state.strategy_state, step, out.info, packed=False
+            )
+        state.step = step + 1
+        logs = {"loss": float(loss.detach()), "gaussians": len(state.splats["means"]), **logs}
+        for cb in callbacks:
+            cb(state, logs)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints: plain tensors and numbers only, so they load with torch.load(weights_only=True).
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(state: TrainState, folder: Path) -> Path:
+    """Write `checkpoint.pt` atomically (temp file + rename): an interruption never leaves a half file."""
+    from lucidkit.export import atomic_path
+
+    payload = {
+        "step": state.step,
+        "splats": {k: v.detach().cpu() for k, v in state.splats.items()},
+        "optimizers": {k: opt.state_dict() for k, opt in state.optimizers.items()},
+        "strategy_state": {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in state.strategy_state.items()},
+        "generator": state.generator.get_state(),
+        "frozen": None if state.frozen is None else state.frozen.cpu(),
+        "extras": state.extras,
+    }
+    path = Path(folder) / CHECKPOINT_NAME
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(folder: Path, optim: OptimConfig, strategy, device) -> TrainState:
+    """Rebuild a TrainState from `folder/checkpoint.pt` (safe load: tensors and numbers only)."""
+    path = Path(folder) / CHECKPOINT_NAME
+    if not path.exists():
+        raise UserError(f"cannot resume: {path} does not exist (the run folder has no checkpoint yet)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
+        raise UserError(f"cannot resume: {path} is not a readable lucidkit checkpoint ({e})") from None
+    splats = torch.nn.ParameterDict(
+        {k: torch.nn.Parameter(v.to(device)) for k, v in payload["splats"].items()}
+    )
+    optimizers = make_optimizers(splats, optim.initial_lrs(), eps=optim.adam_eps)
+    for k, opt in optimizers.items():
+        opt.load_state_dict(payload["optimizers"][k])
+    generator = torch.Generator()
+    generator.set_state(payload["generator"])
+    strategy_state = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in payload["strategy_state"].items()}
+    frozen = payload.get("frozen")
+    return TrainState(
+        splats=splats, optimizers=optimizers, strategy=strategy, strategy_state=strategy_state,
+        generator=generator, step=int(payload["step"]),
+        frozen=None if frozen is None else frozen.to(device), extras=payload.get("extras", {}),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Regularisers of the recipe
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def total_variation(img: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of neighbouring pixels; img [B, H, W, C]."""
+    return (img[:, 1:] - img[:, :-1]).abs().mean() + (img[:, :, 1:] - img[:, :, :-1]).abs().mean()
+
+
+def normalized_disparity(depth: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """[B, H, W, 1] disparity scaled to [0, 1] over each view's covered pixels, 0 on the background."""
+    mask = alpha > 0.5
+    disp = torch.where(mask, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))
+    big = torch.finfo(disp.dtype).max
+    lo = torch.where(mask, disp, torch.full_like(disp, big)).amin(dim=(1, 2, 3), keepdim=True)
+    hi = disp.amax(dim=(1, 2, 3), keepdim=True)
+    norm = (disp - lo) / (hi - lo).clamp_min(1e-6)
+    return torch.where(mask, norm, torch.zeros_like(norm)) * alpha
+
+
+def cosine_decay(step: int, total: int) -> float:
+    """0.5·(1 + cos(π·step/total)) — available to objectives that fade a term out."""
+    return 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0)))

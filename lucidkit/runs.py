@@ -1,0 +1,130 @@
+"""Run folders and the loop's callbacks (progress, previews, checkpoints), shared by every 3D command.
+
+A run folder holds `config.yaml` (the resolved config, written first), `checkpoint.pt` (every N updates and on
+Ctrl-C), `previews/`, and at the end `scene.ply`, `preview.png`, `turntable.mp4` and `manifest.json`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from lucidkit.errors import UserError
+from lucidkit.export import check_writable_dir
+
+RUN_MARKERS = ("checkpoint.pt", "scene.ply", "manifest.json")
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return (slug[:max_len].rstrip("-") or "run")
+
+
+def prepare_run_dir(out: str | None, name: str, resume: bool, root: str = "outputs") -> Path:
+    """The run folder: `--out` or `outputs/<slug>-<time>/`. A new run never overwrites an existing run."""
+    if out is None:
+        out = str(Path(root) / f"{slugify(name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    folder = Path(out)
+    if resume:
+        if not (folder / "config.yaml").exists():
+            raise UserError(f"cannot resume: {folder} is not a lucidkit run folder (no config.yaml)")
+        return check_writable_dir(folder)
+    existing = [m for m in RUN_MARKERS if (folder / m).exists()]
+    if existing:
+        raise UserError(f"output folder {folder} already holds a run ({existing[0]}); "
+                        f"pass --resume {folder} to continue it, or choose another --out")
+    return check_writable_dir(folder)
+
+
+@dataclass
+class Timer:
+    start: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+class Progress:
+    """A rich progress bar (loss, Gaussians, it/s, ETA), or one log line every `log_every` updates with --quiet."""
+
+    def __init__(self, total: int, start: int, description: str, quiet: bool = False, log_every: int = 100):
+        self.total, self.quiet, self.log_every = total, quiet, log_every
+        self.t0, self.start = time.perf_counter(), start
+        self.bar = None
+        if not quiet:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self.bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"), TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False,
+            )
+            self.task = self.bar.add_task(description, total=total, completed=start, stats="", rate="")
+            self.bar.start()
+
+    def __call__(self, state, logs: dict) -> None:
+        done = state.step - self.start
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        stats = f"loss {logs['loss']:.4g}  gaussians {logs['gaussians']}"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=state.step, stats=stats, rate=f"{rate:.2f} it/s")
+        elif state.step % self.log_every == 0 or state.step == self.total:
+            print(f"step {state.step}/{self.total}  {stats}  {rate:.2f} it/s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def every(n: int, fn):
+    """A callback that calls `fn(state)` every `n` updates (never when n <= 0)."""
+
+    def callback(state, logs):
+        if n > 0 and state.step % n == 0:
+            fn(state)
+
+    return callback
+
+
+def render_views(splats, cams, background=(1.0, 1.0, 1.0), chunk: int = 8):
+    """Render `cams` on a solid background without gradients, in chunks; returns (rgb, alpha, depth) on CPU."""
+    import torch
+
+    from lucidkit.optimize import render_state
+
+    rgb, alpha, depth = [], [], []
+    with torch.no_grad():
+        for i in range(0, len(cams), chunk):
+            sub = cams[i : i + chunk]
+            bg = torch.tensor(background, dtype=torch.float32).expand(len(sub), 3)
+            out = render_state(splats, sub, bg)
+            rgb.append(out.rgb.cpu()), alpha.append(out.alpha.cpu()), depth.append(out.depth.cpu())
+    return torch.cat(rgb), torch.cat(alpha), torch.cat(depth)
+
+
+def write_preview(splats, camera_cfg, size: int, path: Path, views: int = 8) -> Path:
+    """A grid of eval views: one RGB row and one depth row per eval ring (polar angles of the camera config)."""
+    import numpy as np
+
+    from lucidkit.cameras import eval_ring
+    from lucidkit.export import preview_grid, write_png
+
+    rows = []
+    for polar in camera_cfg.eval_polar_deg:
+        rgb, alpha, depth = render_views(splats, eval_ring(views, camera_cfg, size, size, polar_deg=polar))
+        rows.append(preview_grid(rgb.numpy(), depth.numpy(), alpha.numpy(), max_cols=views))
+    return write_png(path, np.concatenate(rows, axis=0))
+
+
+def write_turntable(splats, camera_cfg, size: int, path: Path, frames: int, fps: int) -> Path:
+    """A full orbit video at the eval radius (mp4, or gif where no encoder works); returns the written path."""
+    from lucidkit.cameras import turntable
+    from lucidkit.export import to_uint8, write_video
+
+    rgb, _, _ = render_views(splats, turntable(frames, camera_cfg, size, size))
+    return write_video(path, to_uint8(rgb.numpy()), fps=fps)
