@@ -12,7 +12,6 @@ from lucidkit.errors import UserError
 # command name -> "module:function"; one module per command under lucidkit.commands
 COMMANDS = {
     "generate": "lucidkit.commands.generate:generate",
-    "bench": "lucidkit.commands.bench:bench",
 }
 
 

@@ -48,7 +48,7 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, l
     from lucidkit import config as config_lib
     from lucidkit.errors import UserError
     from lucidkit.generate import GenerateConfig, run
-    from lucidkit.runs import prepare_run_dir
+    from lucidkit.runs import prepare_run_dir, remove_if_empty
 
     if resume:
         folder = prepare_run_dir(resume, "", resume=True)
@@ -57,7 +57,7 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, l
             raise UserError(f"--resume {folder} continues the prompt {cfg.prompt!r}; drop the PROMPT argument "
                             "or start a new run with --out")
         click.echo(f"Resuming {folder} ({cfg.prompt!r})", err=True)
-        result = run(cfg, folder, resume=True, quiet=quiet)
+        result = run(cfg, folder, resume=True, quiet=quiet, announce=lambda m: click.echo(m, err=True))
     else:
         from lucidkit.generate import resolve_config
 
@@ -78,8 +78,11 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, l
         if not prompt or not prompt.strip():
             raise UserError('the prompt is empty; say what to generate, e.g. lucidkit generate "a red cube"')
         folder = prepare_run_dir(out, prompt, resume=False)
-        click.echo(f"Run folder: {folder}", err=True)
-        result = run(cfg, folder, resume=False, quiet=quiet)
+        try:
+            result = run(cfg, folder, resume=False, quiet=quiet, announce=lambda m: click.echo(m, err=True))
+        except BaseException:
+            remove_if_empty(folder)  # a failed start leaves no empty run folder behind
+            raise
     click.echo(f"Wrote {Path(result.scene)} ({result.gaussians} Gaussians, {result.steps} updates, "
                f"{result.seconds:.1f} s) and preview.png, turntable, manifest.json in {result.folder}")
 

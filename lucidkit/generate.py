@@ -147,18 +147,24 @@ class RunResult:
     seconds: float
 
 
-def run(cfg: GenerateConfig, folder: Path, resume: bool = False, quiet: bool = False) -> RunResult:
-    """Run (or resume) a generation into `folder`, which `runs.prepare_run_dir` has checked."""
+def run(cfg: GenerateConfig, folder: Path, resume: bool = False, quiet: bool = False,
+        announce=lambda message: None) -> RunResult:
+    """Run (or resume) a generation into `folder`, which `runs.prepare_run_dir` has checked.
+
+    The prior loads before anything is written, so a bad model leaves no half-made run folder behind.
+    `announce(message)` reports the start of the optimisation (the command prints it).
+    """
     from lucidkit import export, runs
 
     if not cfg.prompt.strip():
         raise UserError("the prompt is empty; say what to generate, e.g. lucidkit generate \"a red cube\"")
     timer = runs.Timer()
-    if not resume:
-        export.write_yaml(folder / "config.yaml", config_lib.to_dict(cfg))
     torch.manual_seed(cfg.seed)
     prior = load_prior(cfg.prior)
     load_seconds = timer.elapsed()
+    if not resume:
+        export.write_yaml(folder / "config.yaml", config_lib.to_dict(cfg))
+    announce(f"Run folder: {folder} (prior {cfg.prior.model!r} on {prior.device}, loaded in {load_seconds:.1f} s)")
     guidance = ScoreDistillation(prior, cfg.prompt, cfg.guidance)
     size = cfg.loop.resolution or prior.resolution
     strategy = make_strategy(cfg.densify, size, size)

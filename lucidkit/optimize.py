@@ -149,6 +149,9 @@ def save_checkpoint(state: TrainState, folder: Path) -> Path:
         "optimizers": {k: opt.state_dict() for k, opt in state.optimizers.items()},
         "strategy_state": {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in state.strategy_state.items()},
         "generator": state.generator.get_state(),
+        # gsplat's split draws from the global RNGs, so they are part of an exact resume
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state() if state.splats["means"].is_cuda else None,
         "frozen": None if state.frozen is None else state.frozen.cpu(),
         "extras": state.extras,
     }
@@ -175,6 +178,9 @@ def load_checkpoint(folder: Path, optim: OptimConfig, strategy, device) -> Train
         opt.load_state_dict(payload["optimizers"][k])
     generator = torch.Generator()
     generator.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    if payload.get("cuda_rng") is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(payload["cuda_rng"])
     strategy_state = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in payload["strategy_state"].items()}
     frozen = payload.get("frozen")
     return TrainState(

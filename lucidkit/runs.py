@@ -128,3 +128,11 @@ def write_turntable(splats, camera_cfg, size: int, path: Path, frames: int, fps:
 
     rgb, _, _ = render_views(splats, turntable(frames, camera_cfg, size, size))
     return write_video(path, to_uint8(rgb.numpy()), fps=fps)
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove a run folder that holds nothing (a run that failed before writing anything)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

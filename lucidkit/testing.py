@@ -270,11 +270,50 @@ def _vae_to_ldm(vae) -> dict:
     return renamed
 
 
+def _text_encoder_to_ldm(text_encoder, layout: str) -> dict:
+    """CLIP text encoder weights under SD 1.x (OpenAI CLIP, HF names) or SD 2.x (OpenCLIP) checkpoint names."""
+    state = {(k[len("text_model."):] if k.startswith("text_model.") else k): v  # transformers >= 5.6 is flat
+             for k, v in text_encoder.state_dict().items()}
+    if layout == "sd1":
+        return {"cond_stage_model.transformer.text_model." + k: v for k, v in state.items()}
+    pre = "cond_stage_model.model."
+    out = {pre + "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
+           pre + "positional_embedding": state.pop("embeddings.position_embedding.weight"),
+           pre + "ln_final.weight": state.pop("final_layer_norm.weight"),
+           pre + "ln_final.bias": state.pop("final_layer_norm.bias")}
+    width = out[pre + "ln_final.weight"].shape[0]
+    out[pre + "text_projection"] = torch.eye(width)  # SD 2.x files carry one; the SD text encoder ignores it
+    n_layers = text_encoder.config.num_hidden_layers
+    # SD 2.x uses the penultimate layer: its files hold one block more than the diffusers model, which diffusers
+    # skips; the extra block here repeats the last one
+    for i, src in enumerate(list(range(n_layers)) + [n_layers - 1]):
+        block, dst = f"encoder.layers.{src}.", f"{pre}transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[dst + f"attn.in_proj_{kind}"] = torch.cat([state[block + f"self_attn.{q}_proj.{kind}"] for q in "qkv"])
+            out[dst + f"attn.out_proj.{kind}"] = state[block + f"self_attn.out_proj.{kind}"]
+            out[dst + f"ln_1.{kind}"] = state[block + f"layer_norm1.{kind}"]
+            out[dst + f"ln_2.{kind}"] = state[block + f"layer_norm2.{kind}"]
+            out[dst + f"mlp.c_fc.{kind}"] = state[block + f"mlp.fc1.{kind}"]
+            out[dst + f"mlp.c_proj.{kind}"] = state[block + f"mlp.fc2.{kind}"]
+    return out
+
+
+def pipeline_to_ldm_state_dict(unet, vae, text_encoder, layout: str = "sd1") -> dict:
+    """Diffusers SD models -> one state dict in the original single-file layout ("sd1" or "sd2" text encoder).
+
+    The inverse of diffusers' single-file conversion, for tests and benchmarks of single-file loading.
+    """
+    if layout not in ("sd1", "sd2"):
+        raise ValueError(f"layout must be 'sd1' or 'sd2', got {layout!r}")
+    return {**_unet_to_ldm(unet), **_vae_to_ldm(vae), **_text_encoder_to_ldm(text_encoder, layout)}
+
+
 def save_tiny_single_file(
-    path: str | os.PathLike, seed: int = 0, image_size: int = 32, vae_scale_factor: int = 2
+    path: str | os.PathLike, seed: int = 0, image_size: int = 32, vae_scale_factor: int = 2, layout: str = "sd1"
 ) -> Path:
     """Write the tiny pipeline of `tiny_pipeline_components(seed, ...)` as ONE `.safetensors` file in the original
-    Stable Diffusion 1.x layout (model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*).
+    Stable Diffusion layout (model.diffusion_model.*, first_stage_model.*, and cond_stage_model.transformer.* for
+    layout "sd1" or the OpenCLIP names cond_stage_model.model.* for "sd2").
 
     Weights equal those of `save_tiny_pipeline(folder, seed, ...)` with the same arguments, so a test can load
     both and compare. Loading it needs that folder's configs and tokenizer (`DiffusionPrior.load(path,
@@ -283,15 +322,11 @@ def save_tiny_single_file(
     from safetensors.torch import save_file
 
     parts = tiny_pipeline_components(seed=seed, image_size=image_size, vae_scale_factor=vae_scale_factor)
-    state = {**_unet_to_ldm(parts["unet"]), **_vae_to_ldm(parts["vae"])}
-    text_state = parts["text_encoder"].state_dict()
-    for key, value in text_state.items():
-        key = key if key.startswith("text_model.") else "text_model." + key  # transformers >= 5.6 flattened it
-        state["cond_stage_model.transformer." + key] = value
+    state = pipeline_to_ldm_state_dict(parts["unet"], parts["vae"], parts["text_encoder"], layout)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(tmp))
     os.replace(tmp, path)
     return path
 

@@ -202,8 +202,9 @@ def test_lora_errors_name_the_file(prior, tmp_path):
 # --- single-file checkpoints ----------------------------------------------------------------------------------------
 
 
-def test_single_file_checkpoint_matches_the_folder(tiny_dirs, prior, tmp_path):
-    file = save_tiny_single_file(tmp_path / "tiny.safetensors", seed=0)
+@pytest.mark.parametrize("layout", ["sd1", "sd2"])  # OpenAI CLIP and OpenCLIP text-encoder names
+def test_single_file_checkpoint_matches_the_folder(tiny_dirs, prior, tmp_path, layout):
+    file = save_tiny_single_file(tmp_path / "tiny.safetensors", seed=0, layout=layout)
     single = DiffusionPrior.load(file, config=tiny_dirs[2])
     assert single.source["kind"] == "single_file"
     x, t = torch.randn(2, 4, 16, 16), torch.tensor([1, 999])
@@ -212,10 +213,11 @@ def test_single_file_checkpoint_matches_the_folder(tiny_dirs, prior, tmp_path):
     torch.testing.assert_close(single.predict_noise(x, t, emb), prior.predict_noise(x, t, emb))
 
 
-def test_single_file_of_unknown_shapes_fails_clearly(tiny_dirs, tmp_path):
-    file = save_tiny_single_file(tmp_path / "tiny.safetensors")
-    # SD 1.x key layout, so the sd15 configs are tried; the shapes do not fit
-    with pytest.raises(ModelLoadError, match="sd15") as err:
+@pytest.mark.parametrize("layout, arch", [("sd1", "sd15"), ("sd2", "sd21-base")])
+def test_single_file_of_unknown_shapes_fails_clearly(tiny_dirs, tmp_path, layout, arch):
+    file = save_tiny_single_file(tmp_path / "tiny.safetensors", layout=layout)
+    # the key layout picks the shipped architecture; the tiny shapes do not fit it
+    with pytest.raises(ModelLoadError, match=f"with the {arch} configs") as err:
         DiffusionPrior.load(file, tokenizer=tiny_dirs[2])
     assert str(file) in str(err.value)
 

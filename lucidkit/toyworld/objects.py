@@ -76,12 +76,14 @@ class ToyObject:
 
     @property
     def prompt(self) -> str:
-        """The caption without a view suffix: "a red cube", "a red and yellow striped cube", "a house"."""
+        """The caption without a view suffix: "a red cube", "an orange cone", "a red and yellow striped cube"."""
         if self.oriented:
-            return f"a {self.shape}"
-        if self.pattern == "plain":
-            return f"a {self.colour} {self.shape}"
-        return f"a {self.colour} and {self.colour2} {self.pattern} {self.shape}"
+            words = self.shape
+        elif self.pattern == "plain":
+            words = f"{self.colour} {self.shape}"
+        else:
+            words = f"{self.colour} and {self.colour2} {self.pattern} {self.shape}"
+        return ("an " if words[0] in "aeiou" else "a ") + words
 
     def validate(self) -> "ToyObject":
         """Raise ValueError when the attributes do not name a buildable object; return self otherwise."""
