@@ -12,6 +12,7 @@ from lucidkit.errors import UserError
 # command name -> "module:function"; one module per command under lucidkit.commands
 COMMANDS = {
     "generate": "lucidkit.commands.generate:generate",
+    "bench": "lucidkit.commands.bench:bench",
 }
 
 

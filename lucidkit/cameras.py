@@ -13,7 +13,7 @@ column) and world +z is at the top (smaller pixel row).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import torch

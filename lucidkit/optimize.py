@@ -104,7 +104,6 @@ def optimize(
     callbacks: list[Callable[[TrainState, dict], None]] = (),
 ) -> TrainState:
     """Run updates from `state.step` to `cfg.steps`. Callbacks see the state after every update."""
-    device = state.splats["means"].device
     while state.step < cfg.steps:
         step = state.step
         apply_lrs(state.optimizers, step, optim, cfg.steps)
@@ -114,7 +113,7 @@ def optimize(
         out = render_state(state.splats, cams, backgrounds, max(scale_mult, 0.5))
         if state.strategy is not None:
             state.strategy.step_pre_backward(state.splats, state.optimizers, state.strategy_state, step, out.info)
-        loss, logs = objective(out, cams.to(device), step, state.splats)
+        loss, logs = objective(out, cams, step, state.splats)  # cameras stay on the CPU: no host syncs
         loss.backward()
         if state.frozen is not None:
             for p in state.splats.values():
@@ -128,7 +127,8 @@ def optimize(
                 state.splats, state.optimizers, state.strategy_state, step, out.info, packed=False
             )
         state.step = step + 1
-        logs = {"loss": float(loss.detach()), "gaussians": len(state.splats["means"]), **logs}
+        # the loss stays a device tensor: callbacks read it only when they display it (a sync)
+        logs = {"loss": loss.detach(), "gaussians": len(state.splats["means"]), **logs}
         for cb in callbacks:
             cb(state, logs)
     return state

@@ -54,7 +54,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 # files a pipeline needs from a hub repository (safetensors only, no fp16 duplicates)
 _HUB_PIPELINE_FILES = ["model_index.json", "scheduler/*", "tokenizer/*"] + [
     f"{part}/{pattern}"
-    for part, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model"))
+    for part, stem in (
+        ("unet", "diffusion_pytorch_model"),
+        ("vae", "diffusion_pytorch_model"),
+        ("text_encoder", "model"),
+    )
     for pattern in ("config.json", f"{stem}.safetensors", f"{stem}.safetensors.index.json", f"{stem}-*.safetensors")
 ]
 _HUB_CONTROLNET_FILES = [
@@ -81,9 +85,14 @@ def resolve_dtype(precision: str | torch.dtype, device: str | torch.device) -> t
         dtype = precision
     else:
         names = {
-            "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
-            "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-            "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+            "fp32": torch.float32,
+            "float32": torch.float32,
+            "float": torch.float32,
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+            "half": torch.float16,
         }
         key = str(precision).lower()
         if key == "auto":
@@ -155,7 +164,9 @@ def check_safetensors_file(path: str | os.PathLike) -> list[str]:
             header = json.loads(f.read(n_header))
         data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     except (ValueError, KeyError, TypeError, IndexError) as err:
-        raise ModelLoadError(f"weights file {path} is not a valid safetensors file ({err}); re-download or re-export it") from err
+        raise ModelLoadError(
+            f"weights file {path} is not a valid safetensors file ({err}); re-download or re-export it"
+        ) from err
     if 8 + n_header + data_end != size:
         raise ModelLoadError(
             f"weights file {path} is truncated or corrupt: its header describes {8 + n_header + data_end} bytes "
@@ -214,7 +225,11 @@ def validate_pipeline_folder(folder: str | os.PathLike, what: str = "model folde
         if not (folder / part).is_dir():
             raise ModelLoadError(f"{what} {folder} has no {part}/ ({_EXPECTED_FOLDER})")
     variants: dict[str, str | None] = {}
-    for part, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model")):
+    for part, stem in (
+        ("unet", "diffusion_pytorch_model"),
+        ("vae", "diffusion_pytorch_model"),
+        ("text_encoder", "model"),
+    ):
         part_dir = folder / part
         if not (part_dir / "config.json").is_file():
             raise ModelLoadError(f"{what} {folder} has no {part}/config.json ({_EXPECTED_FOLDER})")
@@ -265,15 +280,24 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
 _ADVICE_PRIOR = "pass a local diffusers model folder or a .safetensors file instead (e.g. --model /path/to/folder)"
 
 
-def _hub_folder(repo_id: str, revision: str | None, patterns: list[str], fallback_ids: tuple[str, ...] = (),
-                label: str | None = None, advice: str = _ADVICE_PRIOR) -> Path:
+def _hub_folder(
+    repo_id: str,
+    revision: str | None,
+    patterns: list[str],
+    fallback_ids: tuple[str, ...] = (),
+    label: str | None = None,
+    advice: str = _ADVICE_PRIOR,
+) -> Path:
     """A local snapshot folder of a hub repository: from the cache if there, else downloaded (when online).
 
     Errors read "cannot load {label}: {reason}; {advice}" (label defaults to the repo id and revision).
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
-        GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
 
     # 1. the local cache: the pinned revision, then older ids of the same weights
@@ -287,14 +311,20 @@ def _hub_folder(repo_id: str, revision: str | None, patterns: list[str], fallbac
     tail = f"; {advice}" if advice else ""
     # 2. offline, or no route to the hub: say so now rather than after minutes of retries
     if _hub_offline():
-        raise ModelLoadError(f"cannot load {label}: offline mode (HF_HUB_OFFLINE) is on and it is not in the local hub cache{tail}")
+        raise ModelLoadError(
+            f"cannot load {label}: offline mode (HF_HUB_OFFLINE) is on and it is not in the local hub cache{tail}"
+        )
     if not _hub_reachable():
-        raise ModelLoadError(f"cannot load {label}: the hub is unreachable (no network) and it is not in the local hub cache{tail}")
+        raise ModelLoadError(
+            f"cannot load {label}: the hub is unreachable (no network) and it is not in the local hub cache{tail}"
+        )
     # 3. download just the files we use
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
     except (RepositoryNotFoundError, GatedRepoError) as err:
-        raise ModelLoadError(f"cannot load {label}: no such hub repository, or it needs access rights (`hf auth login`){tail}") from err
+        raise ModelLoadError(
+            f"cannot load {label}: no such hub repository, or it needs access rights (`hf auth login`){tail}"
+        ) from err
     except RevisionNotFoundError as err:
         raise ModelLoadError(f"cannot load {label}: the hub repository has no revision '{revision}'") from err
     except OSError as err:
@@ -332,9 +362,15 @@ def _load_pipeline_folder(folder: Path, what: str, dtype: torch.dtype = torch.fl
     variants = validate_pipeline_folder(folder, what)
     parts: dict[str, Any] = {}
     loaders = {
-        "unet": lambda v: UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet", variant=v, torch_dtype=dtype, local_files_only=True),
-        "vae": lambda v: AutoencoderKL.from_pretrained(str(folder), subfolder="vae", variant=v, torch_dtype=dtype, local_files_only=True),
-        "text_encoder": lambda v: CLIPTextModel.from_pretrained(str(folder / "text_encoder"), variant=v, local_files_only=True),
+        "unet": lambda v: UNet2DConditionModel.from_pretrained(
+            str(folder), subfolder="unet", variant=v, torch_dtype=dtype, local_files_only=True
+        ),
+        "vae": lambda v: AutoencoderKL.from_pretrained(
+            str(folder), subfolder="vae", variant=v, torch_dtype=dtype, local_files_only=True
+        ),
+        "text_encoder": lambda v: CLIPTextModel.from_pretrained(
+            str(folder / "text_encoder"), variant=v, local_files_only=True
+        ),
     }
     for part, load in loaders.items():
         try:
@@ -367,8 +403,12 @@ def _write_arch_config_folder(arch: str, dest: Path) -> Path:
         "vae": ["diffusers", "AutoencoderKL"],
     }
     (dest / "model_index.json").write_text(json.dumps(index, indent=2))
-    for part, file in (("unet", "config.json"), ("vae", "config.json"), ("text_encoder", "config.json"),
-                       ("scheduler", "scheduler_config.json")):
+    for part, file in (
+        ("unet", "config.json"),
+        ("vae", "config.json"),
+        ("text_encoder", "config.json"),
+        ("scheduler", "scheduler_config.json"),
+    ):
         (dest / part).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(arch_file(arch, part), dest / part / file)
     return dest
@@ -390,8 +430,9 @@ def detect_single_file_arch(path: Path, keys: list[str]) -> str:
     raise ModelLoadError(f"checkpoint {path} has no text encoder (cond_stage_model.*); cannot tell SD 1.x from 2.x")
 
 
-def _load_single_file(path: Path, config: str | None, tokenizer: str | None,
-                      dtype: torch.dtype = torch.float32) -> tuple[dict[str, Any], str]:
+def _load_single_file(
+    path: Path, config: str | None, tokenizer: str | None, dtype: torch.dtype = torch.float32
+) -> tuple[dict[str, Any], str]:
     """Load an original-layout SD checkpoint; return its parts and the arch (or config folder) used."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
@@ -400,7 +441,10 @@ def _load_single_file(path: Path, config: str | None, tokenizer: str | None,
         if config is not None:
             config_dir = Path(config)
             if not (config_dir / "model_index.json").is_file():
-                raise ModelLoadError(f"config folder {config_dir} for {path} has no model_index.json (expected a diffusers folder's configs)")
+                raise ModelLoadError(
+                    f"config folder {config_dir} for {path} has no model_index.json "
+                    "(expected the configs of a diffusers model folder)"
+                )
             arch = str(config_dir)
         else:
             arch = detect_single_file_arch(path, keys)
@@ -408,25 +452,34 @@ def _load_single_file(path: Path, config: str | None, tokenizer: str | None,
         tok = _single_file_tokenizer(path, arch, config_dir, tokenizer)
         try:
             pipe = StableDiffusionPipeline.from_single_file(
-                str(path), config=str(config_dir), tokenizer=tok, safety_checker=None, feature_extractor=None,
-                requires_safety_checker=False, local_files_only=True, torch_dtype=dtype,
+                str(path),
+                config=str(config_dir),
+                tokenizer=tok,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+                local_files_only=True,
+                torch_dtype=dtype,
             )
         except Exception as err:  # noqa: BLE001
             raise ModelLoadError(
                 f"cannot convert single-file checkpoint {path} with the {arch} configs ({type(err).__name__}: {err})"
             ) from err
-    parts = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer,
-             "scheduler": DDIMScheduler.from_config(pipe.scheduler.config)}
+    parts = {
+        "unet": pipe.unet,
+        "vae": pipe.vae,
+        "text_encoder": pipe.text_encoder,
+        "tokenizer": pipe.tokenizer,
+        "scheduler": DDIMScheduler.from_config(pipe.scheduler.config),
+    }
     return parts, arch
 
 
 def _single_file_tokenizer(path: Path, arch: str, config_dir: Path, tokenizer: str | None):
     """A single file has no tokenizer: take it from `tokenizer=`, the config folder, or the hub cache of its family."""
-    candidates: list[Path] = []
     if tokenizer is not None:
         tok_dir = Path(tokenizer)
-        candidates = [tok_dir / "tokenizer", tok_dir]
-        for c in candidates:
+        for c in (tok_dir / "tokenizer", tok_dir):
             if (c / "tokenizer.json").is_file() or (c / "vocab.json").is_file():
                 return _load_tokenizer(c, f"checkpoint {path}")
         raise ModelLoadError(f"tokenizer folder {tok_dir} for {path} has no tokenizer.json or vocab.json + merges.txt")
@@ -436,8 +489,14 @@ def _single_file_tokenizer(path: Path, arch: str, config_dir: Path, tokenizer: s
     if entry is None:
         raise ModelLoadError(f"checkpoint {path} needs a tokenizer: pass one with tokenizer=FOLDER (--tokenizer)")
     try:
-        snap = _hub_folder(entry.repo_id, entry.revision, ["tokenizer/*"], entry.fallback_repo_ids,
-                           label=f"the {arch} tokenizer (hub {entry.repo_id})", advice="")
+        snap = _hub_folder(
+            entry.repo_id,
+            entry.revision,
+            ["tokenizer/*"],
+            entry.fallback_repo_ids,
+            label=f"the {arch} tokenizer (hub {entry.repo_id})",
+            advice="",
+        )
     except ModelLoadError as err:
         raise ModelLoadError(
             f"single-file checkpoint {path} ({arch}) holds no tokenizer, and {err}. Pass a tokenizer folder "
@@ -452,15 +511,24 @@ def _load_parts(text: str, dtype: torch.dtype, config, tokenizer) -> tuple[dict[
     entry = get_model(text)
     path = Path(text).expanduser()
 
+    if (config is not None or tokenizer is not None) and path.suffix.lower() != ".safetensors":
+        raise ModelLoadError(f"config/tokenizer folders apply to single .safetensors checkpoints only, not to '{text}'")
     if entry is not None and entry.kind != "pipeline":
-        raise ModelLoadError(f"'{text}' is a {entry.kind}, not a diffusion prior (known priors: {', '.join(model_names('pipeline'))})")
+        raise ModelLoadError(
+            f"'{text}' is a {entry.kind}, not a diffusion prior (known priors: {', '.join(model_names('pipeline'))})"
+        )
     if text == TOY:
         folder = toy_prior_dir(check=True)
         parts = _load_pipeline_folder(folder, "toy prior folder", dtype)
         source.update(kind="toy", path=str(folder))
     elif entry is not None:
-        folder = _hub_folder(entry.repo_id, entry.revision, _HUB_PIPELINE_FILES, entry.fallback_repo_ids,
-                             label=f"model '{text}' (hub {entry.repo_id})")
+        folder = _hub_folder(
+            entry.repo_id,
+            entry.revision,
+            _HUB_PIPELINE_FILES,
+            entry.fallback_repo_ids,
+            label=f"model '{text}' (hub {entry.repo_id})",
+        )
         parts = _load_pipeline_folder(folder, f"hub cache of {entry.name} ({entry.repo_id}), folder", dtype)
         source.update(kind="hub", repo_id=entry.repo_id, revision=entry.revision, path=str(folder))
     elif path.suffix.lower() in _PICKLE_SUFFIXES:
@@ -473,9 +541,12 @@ def _load_parts(text: str, dtype: torch.dtype, config, tokenizer) -> tuple[dict[
         if not path.is_file():
             raise ModelLoadError(f"checkpoint file {path} does not exist")
         if path.suffix.lower() != ".safetensors":
-            raise ModelLoadError(f"{path} is a file but not a .safetensors checkpoint (or pass a diffusers model folder)")
-        parts, arch = _load_single_file(path, None if config is None else str(config),
-                                        None if tokenizer is None else str(tokenizer), dtype)
+            raise ModelLoadError(
+                f"{path} is a file but not a .safetensors checkpoint (or pass a diffusers model folder)"
+            )
+        parts, arch = _load_single_file(
+            path, None if config is None else str(config), None if tokenizer is None else str(tokenizer), dtype
+        )
         source.update(kind="single_file", path=str(path), arch=arch)
     elif path.exists() or not _HUB_ID.match(text) or text.startswith((".", "/", "~")):
         if not path.exists() and "/" not in text:
@@ -487,8 +558,12 @@ def _load_parts(text: str, dtype: torch.dtype, config, tokenizer) -> tuple[dict[
         source.update(kind="folder", path=str(path))
     else:
         repo_id, _, revision = text.partition("@")
-        folder = _hub_folder(repo_id, revision or None, _HUB_PIPELINE_FILES,
-                             label=f"'{text}' (no such local folder or file; tried as a hub id)")
+        folder = _hub_folder(
+            repo_id,
+            revision or None,
+            _HUB_PIPELINE_FILES,
+            label=f"'{text}' (no such local folder or file; tried as a hub id)",
+        )
         parts = _load_pipeline_folder(folder, f"hub cache of {repo_id}, folder", dtype)
         source.update(kind="hub", repo_id=repo_id, revision=revision or None, path=str(folder))
     return parts, source
@@ -514,8 +589,19 @@ class DiffusionPrior:
         source: what was loaded, for the run manifest (dict of JSON-able values).
     """
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, *, device="cpu", dtype=torch.float32,
-                 source: dict | None = None, check_tokenizer: bool = True):
+    def __init__(
+        self,
+        unet,
+        vae,
+        text_encoder,
+        tokenizer,
+        scheduler,
+        *,
+        device="cpu",
+        dtype=torch.float32,
+        source: dict | None = None,
+        check_tokenizer: bool = True,
+    ):
         from diffusers import DDIMScheduler
 
         self.device = _check_device(device)
@@ -526,10 +612,19 @@ class DiffusionPrior:
             model.eval()
             model.requires_grad_(False)
         self.tokenizer = tokenizer
-        self.scheduler = scheduler if isinstance(scheduler, DDIMScheduler) else DDIMScheduler.from_config(scheduler.config)
+        self.scheduler = (
+            scheduler if isinstance(scheduler, DDIMScheduler) else DDIMScheduler.from_config(scheduler.config)
+        )
         self.controlnet = None
-        self.source: dict[str, Any] = {"dtype": _dtype_name(self.dtype), "device": str(self.device), "loras": [],
-                                       "controlnet": None, **(source or {})}
+        self._compiled = False
+        self.max_unet_batch = 0  # 0 = no limit
+        self.source: dict[str, Any] = {
+            "dtype": _dtype_name(self.dtype),
+            "device": str(self.device),
+            "loras": [],
+            "controlnet": None,
+            **(source or {}),
+        }
         self._check_consistency(check_tokenizer)
         self._emb_cache: dict[str, torch.Tensor] = {}
 
@@ -545,12 +640,15 @@ class DiffusionPrior:
             )
         if unet_cfg.in_channels != vae_cfg.latent_channels:
             raise ModelLoadError(
-                f"{what}: the UNet takes {unet_cfg.in_channels} input channels but the VAE makes {vae_cfg.latent_channels}"
+                f"{what}: the UNet takes {unet_cfg.in_channels} input channels but the VAE makes "
+                f"{vae_cfg.latent_channels}"
                 " latent channels (inpainting and depth UNets are not supported)"
             )
         self.prediction_type = self.scheduler.config.prediction_type
         if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise ModelLoadError(f"{what}: unsupported prediction type {self.prediction_type!r} (expected epsilon or v_prediction)")
+            raise ModelLoadError(
+                f"{what}: unsupported prediction type {self.prediction_type!r} (expected epsilon or v_prediction)"
+            )
 
     # --- derived constants -------------------------------------------------------------------------------
 
@@ -588,8 +686,15 @@ class DiffusionPrior:
     # --- loading -------------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, spec: str | os.PathLike, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float32,
-             *, config: str | os.PathLike | None = None, tokenizer: str | os.PathLike | None = None) -> "DiffusionPrior":
+    def load(
+        cls,
+        spec: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = torch.float32,
+        *,
+        config: str | os.PathLike | None = None,
+        tokenizer: str | os.PathLike | None = None,
+    ) -> "DiffusionPrior":
         """Load a prior from "toy", a known short name, a diffusers folder, a `.safetensors` file or a hub id.
 
         Args:
@@ -608,8 +713,9 @@ class DiffusionPrior:
         return cls(**parts, device=device, dtype=dtype, source=source)
 
     @classmethod
-    def from_arch(cls, arch: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float32,
-                  seed: int = 0) -> "DiffusionPrior":
+    def from_arch(
+        cls, arch: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float32, seed: int = 0
+    ) -> "DiffusionPrior":
         """A prior with the true shapes of a shipped architecture ("sd21-base", "sd15") and RANDOM weights.
 
         For speed and memory benchmarks only: it produces noise. The tokenizer is lucidkit's tiny test tokenizer
@@ -622,7 +728,9 @@ class DiffusionPrior:
         from lucidkit.testing import tiny_tokenizer
 
         device = _check_device(device)
-        cfg = {part: json.loads(arch_file(arch, part).read_text()) for part in ("unet", "vae", "text_encoder", "scheduler")}
+        cfg = {
+            part: json.loads(arch_file(arch, part).read_text()) for part in ("unet", "vae", "text_encoder", "scheduler")
+        }
         text_cfg = {k: v for k, v in cfg["text_encoder"].items() if k not in ("architectures", "model_type")}
         torch.manual_seed(seed)
         with torch.device(device):
@@ -632,8 +740,17 @@ class DiffusionPrior:
         scheduler = DDIMScheduler.from_config(cfg["scheduler"])
         tok = tiny_tokenizer(model_max_length=text_cfg.get("max_position_embeddings", 77))
         # the tiny tokenizer is far smaller than SD's vocabulary, which the tokenizer check would reject
-        return cls(unet, vae, text_encoder, tok, scheduler, device=device, dtype=dtype, check_tokenizer=False,
-                   source={"spec": f"random:{arch}", "kind": "random", "arch": arch, "seed": seed})
+        return cls(
+            unet,
+            vae,
+            text_encoder,
+            tok,
+            scheduler,
+            device=device,
+            dtype=dtype,
+            check_tokenizer=False,
+            source={"spec": f"random:{arch}", "kind": "random", "arch": arch, "seed": seed},
+        )
 
     # --- text -----------------------------------------------------------------------------------------------
 
@@ -653,17 +770,24 @@ class DiffusionPrior:
             prompts = [prompts]
         missing = [p for p in dict.fromkeys(prompts) if p not in self._emb_cache]
         if missing:
-            tokens = self.tokenizer(missing, padding="max_length", max_length=self.max_tokens, truncation=True,
-                                    return_overflowing_tokens=False, return_tensors="pt")
+            tokens = self.tokenizer(
+                missing,
+                padding="max_length",
+                max_length=self.max_tokens,
+                truncation=True,
+                return_overflowing_tokens=False,
+                return_tensors="pt",
+            )
             for p in missing:
                 if len(self.tokenizer(p).input_ids) > self.max_tokens:
                     warnings.warn(f"prompt is longer than {self.max_tokens} tokens and was cut: {p!r}", stacklevel=2)
-            ids = tokens.input_ids.to(self.device)  # [m, L]
+            text_device = self.text_encoder.device  # `device`, or the CPU after offload_text_encoder()
+            ids = tokens.input_ids.to(text_device)  # [m, L]
             mask = None
             if getattr(self.text_encoder.config, "use_attention_mask", False):
-                mask = tokens.attention_mask.to(self.device)
+                mask = tokens.attention_mask.to(text_device)
             hidden = self.text_encoder(ids, attention_mask=mask)[0]  # [m, L, D]
-            for p, e in zip(missing, hidden.float()):
+            for p, e in zip(missing, hidden.to(self.device, torch.float32), strict=True):
                 self._emb_cache[p] = e
         return torch.stack([self._emb_cache[p] for p in prompts])  # [n, L, D]
 
@@ -700,8 +824,9 @@ class DiffusionPrior:
     # --- the UNet -------------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def predict_noise(self, x: torch.Tensor, t: torch.Tensor | int, emb: torch.Tensor,
-                      cond: dict | None = None) -> torch.Tensor:
+    def predict_noise(
+        self, x: torch.Tensor, t: torch.Tensor | int, emb: torch.Tensor, cond: dict | None = None
+    ) -> torch.Tensor:
         """ε(x, t, e): the UNet's noise prediction, [B, C, h, w] float32.
 
         Args:
@@ -715,6 +840,15 @@ class DiffusionPrior:
         batch = x.shape[0]
         t = torch.as_tensor(t, device=self.device)
         t = (t.expand(batch) if t.ndim == 0 else t).long()  # [B]
+        if self.max_unet_batch and batch > self.max_unet_batch:  # low-memory mode: CFG branches one after another
+            n = self.max_unet_batch
+            chunk = lambda v, i: None if v is None else (v[i:i + n] if v.shape[0] == batch else v)
+            return torch.cat([
+                self.predict_noise(x[i:i + n], t[i:i + n], emb[i:i + n],
+                                   None if cond is None else {k: chunk(v, i) if torch.is_tensor(v) else v
+                                                              for k, v in cond.items()})
+                for i in range(0, batch, n)
+            ])
         if emb.shape[0] != batch or t.shape[0] != batch:
             raise ValueError(f"batch mismatch: x has {batch}, t has {t.shape[0]}, emb has {emb.shape[0]}")
         x_in = x.to(self.device, self.dtype)  # [B, C, h, w]
@@ -722,7 +856,10 @@ class DiffusionPrior:
         extra: dict[str, Any] = {}
         if cond is not None:
             extra = self._controlnet_residuals(x_in, t, e_in, cond)
-        out = self.unet(x_in, t, encoder_hidden_states=e_in, return_dict=False, **extra)[0].float()  # [B, C, h, w]
+        if self._compiled:
+            torch.compiler.cudagraph_mark_step_begin()  # outputs of earlier graph replays may be reused
+        out = self.unet(x_in, t, encoder_hidden_states=e_in, return_dict=False, **extra)[0]
+        out = out.float() if out.dtype != torch.float32 or not self._compiled else out.clone()  # [B, C, h, w]
         if self.prediction_type == "v_prediction":
             a = self.alphas_cumprod[t].view(-1, 1, 1, 1)  # [B, 1, 1, 1]
             out = a.sqrt() * out + (1 - a).sqrt() * x.to(self.device, torch.float32)
@@ -738,8 +875,8 @@ class DiffusionPrior:
                 controlnet, source = _load_controlnet(str(controlnet), self.device)
         if controlnet.config.cross_attention_dim != self.unet.config.cross_attention_dim:
             raise ModelLoadError(
-                f"ControlNet {source or ''} attends to {controlnet.config.cross_attention_dim}-wide text but the prior's "
-                f"UNet uses {self.unet.config.cross_attention_dim}: they belong to different model families"
+                f"ControlNet {source or ''} attends to {controlnet.config.cross_attention_dim}-wide text but the "
+                f"prior's UNet uses {self.unet.config.cross_attention_dim}: they belong to different model families"
             )
         _move(controlnet, self.device, self.dtype).eval().requires_grad_(False)
         self.controlnet = controlnet
@@ -753,8 +890,14 @@ class DiffusionPrior:
             if x.shape[0] % image.shape[0]:
                 raise ValueError(f"cond image batch {image.shape[0]} does not divide latent batch {x.shape[0]}")
             image = image.repeat(x.shape[0] // image.shape[0], 1, 1, 1)  # [B, 3, H, W]
-        down, mid = self.controlnet(x, t, encoder_hidden_states=emb, controlnet_cond=image,
-                                    conditioning_scale=float(cond.get("scale", 1.0)), return_dict=False)
+        down, mid = self.controlnet(
+            x,
+            t,
+            encoder_hidden_states=emb,
+            controlnet_cond=image,
+            conditioning_scale=float(cond.get("scale", 1.0)),
+            return_dict=False,
+        )
         return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
     # --- LoRA -----------------------------------------------------------------------------------------------
@@ -772,36 +915,98 @@ class DiffusionPrior:
             raise ModelLoadError(f"LoRA {path} is a pickle ({path.suffix}); pass a .safetensors file")
         file = path / "pytorch_lora_weights.safetensors" if path.is_dir() else path
         if not file.is_file():
-            raise ModelLoadError(f"LoRA {path} not found (expected a .safetensors file or a folder with pytorch_lora_weights.safetensors)")
+            raise ModelLoadError(
+                f"LoRA {path} not found "
+                "(expected a .safetensors file or a folder with pytorch_lora_weights.safetensors)"
+            )
         check_safetensors_file(file)
         name = adapter_name or f"lora{len(self.source['loras'])}"
         # a pipeline object around our own models gives us diffusers' LoRA loader (all common formats)
-        pipe = StableDiffusionPipeline(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
-                                       unet=self.unet, scheduler=self.scheduler, safety_checker=None,
-                                       feature_extractor=None, requires_safety_checker=False)
+        pipe = StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.unet,
+            scheduler=self.scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
         with _quiet_libraries():
             try:
                 pipe.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name)
             except Exception as err:  # noqa: BLE001
-                raise ModelLoadError(f"cannot apply LoRA {path} to {self.source.get('spec')} ({type(err).__name__}: {err})") from err
+                raise ModelLoadError(
+                    f"cannot apply LoRA {path} to {self.source.get('spec')} ({type(err).__name__}: {err})"
+                ) from err
             self.source["loras"].append({"path": str(path), "scale": float(scale), "adapter": name})
             pipe.set_adapters([a["adapter"] for a in self.source["loras"]], [a["scale"] for a in self.source["loras"]])
         for model in (self.unet, self.text_encoder):
-            _move(model, self.device, self.dtype).requires_grad_(False)
+            _move(model, self.device, self.dtype).eval().requires_grad_(False)
         self._emb_cache.clear()
         return name
+
+    # --- speed and memory options -----------------------------------------------------------------------------
+
+    def enable_fast_path(self, compile: bool = True) -> None:
+        """Throughput settings; results change only by float rounding.
+
+        Channels-last memory layout for the UNet, VAE and ControlNet (faster convolutions on tensor cores), and on
+        CUDA cuDNN autotuning plus TF32 for float32 matmuls. The CUDA flags are process-wide torch settings.
+        Attention already uses PyTorch SDPA (flash / memory-efficient kernels), diffusers' default.
+
+        With `compile` (CUDA only): the UNet is compiled with torch.compile in "reduce-overhead" mode — fused
+        kernels replayed as CUDA graphs, one graph per batch size (B for inversion, 2B or 4B for CFG), which removes
+        the per-kernel launch cost that makes eager UNet calls launch-bound — and the VAE encoder (which must also
+        run backward) is compiled without CUDA graphs. Compilation takes a few minutes on the first calls.
+        """
+        for model in (self.unet, self.vae, self.controlnet):
+            if model is not None:
+                model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            if compile and not self._compiled:
+                self.unet = torch.compile(self.unet, mode="reduce-overhead", dynamic=False)
+                self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
+                self._compiled = True
+        self.source["fast_path"] = True
+        self.source["compiled"] = self._compiled
+
+    def enable_low_memory(self, max_unet_batch: int = 4) -> None:
+        """Trade speed for memory: the VAE recomputes its activations in the backward pass (gradient
+        checkpointing of encoder/decoder blocks) and encodes/decodes one image at a time, and UNet calls run at
+        most `max_unet_batch` samples at once (the CFG branches one after another). Same results."""
+        self.vae.enable_gradient_checkpointing()
+        self.vae.use_slicing = True
+        self.max_unet_batch = max_unet_batch
+        self.source["low_memory"] = True
+
+    def offload_text_encoder(self) -> None:
+        """Move the text encoder to the CPU once the prompts are embedded (cached embeddings stay on `device`).
+        Later new prompts are still embedded, on the CPU, and moved to `device`."""
+        self.text_encoder.to("cpu")
 
     # --- manifest ---------------------------------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
         """What was loaded and its shapes, for manifest.json."""
-        return {**self.source, "resolution": self.resolution, "latent_size": self.latent_size,
-                "latent_channels": self.latent_channels, "vae_scale_factor": self.vae_scale_factor,
-                "prediction_type": self.prediction_type, "num_train_timesteps": self.num_train_timesteps}
+        return {
+            **self.source,
+            "resolution": self.resolution,
+            "latent_size": self.latent_size,
+            "latent_channels": self.latent_channels,
+            "vae_scale_factor": self.vae_scale_factor,
+            "prediction_type": self.prediction_type,
+            "num_train_timesteps": self.num_train_timesteps,
+        }
 
     def __repr__(self) -> str:
-        return (f"DiffusionPrior({self.source.get('spec')!r}, {self.resolution}px, latents {self.latent_channels}x"
-                f"{self.latent_size}², {_dtype_name(self.dtype)} on {self.device})")
+        return (
+            f"DiffusionPrior({self.source.get('spec')!r}, {self.resolution}px, latents {self.latent_channels}x"
+            f"{self.latent_size}², {_dtype_name(self.dtype)} on {self.device})"
+        )
 
 
 def _move(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -829,25 +1034,44 @@ def _load_controlnet(spec: str, device: torch.device):
     path = Path(spec).expanduser()
     if entry is not None:
         if entry.kind != "controlnet":
-            raise ModelLoadError(f"'{spec}' is a {entry.kind}, not a ControlNet (known: {', '.join(model_names('controlnet'))})")
-        folder = _hub_folder(entry.repo_id, entry.revision, _HUB_CONTROLNET_FILES, entry.fallback_repo_ids,
-                             label=f"ControlNet '{spec}' (hub {entry.repo_id})", advice=_ADVICE_CONTROLNET)
+            raise ModelLoadError(
+                f"'{spec}' is a {entry.kind}, not a ControlNet (known: {', '.join(model_names('controlnet'))})"
+            )
+        folder = _hub_folder(
+            entry.repo_id,
+            entry.revision,
+            _HUB_CONTROLNET_FILES,
+            entry.fallback_repo_ids,
+            label=f"ControlNet '{spec}' (hub {entry.repo_id})",
+            advice=_ADVICE_CONTROLNET,
+        )
         source = {"spec": spec, "kind": "hub", "repo_id": entry.repo_id, "revision": entry.revision}
     elif path.suffix.lower() in _PICKLE_SUFFIXES:
-        raise ModelLoadError(f"ControlNet {path} is a pickle ({path.suffix}); pass a .safetensors file or a diffusers folder")
+        raise ModelLoadError(
+            f"ControlNet {path} is a pickle ({path.suffix}); pass a .safetensors file or a diffusers folder"
+        )
+    elif path.is_file():
+        raise ModelLoadError(f"ControlNet {path} is a single file; {_ADVICE_CONTROLNET}")
     elif path.exists() or not _HUB_ID.match(spec):
         folder = path
         source = {"spec": spec, "kind": "folder", "path": str(path)}
     else:
         repo_id, _, revision = spec.partition("@")
-        folder = _hub_folder(repo_id, revision or None, _HUB_CONTROLNET_FILES,
-                             label=f"ControlNet '{spec}' (no such local folder; tried as a hub id)", advice=_ADVICE_CONTROLNET)
+        folder = _hub_folder(
+            repo_id,
+            revision or None,
+            _HUB_CONTROLNET_FILES,
+            label=f"ControlNet '{spec}' (no such local folder; tried as a hub id)",
+            advice=_ADVICE_CONTROLNET,
+        )
         source = {"spec": spec, "kind": "hub", "repo_id": repo_id, "revision": revision or None}
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"ControlNet folder {folder} has no config.json (expected a diffusers ControlNet folder)")
     files, variant = _weight_files(folder, "diffusion_pytorch_model")
     if not files:
-        raise ModelLoadError(f"ControlNet folder {folder} has no weights (expected diffusion_pytorch_model.safetensors)")
+        raise ModelLoadError(
+            f"ControlNet folder {folder} has no weights (expected diffusion_pytorch_model.safetensors)"
+        )
     for file in files:
         if file.suffix == ".safetensors":
             check_safetensors_file(file)

@@ -54,6 +54,7 @@ class Progress:
     def __init__(self, total: int, start: int, description: str, quiet: bool = False, log_every: int = 100):
         self.total, self.quiet, self.log_every = total, quiet, log_every
         self.t0, self.start = time.perf_counter(), start
+        self.last_refresh = 0.0
         self.bar = None
         if not quiet:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
@@ -68,12 +69,19 @@ class Progress:
             self.bar.start()
 
     def __call__(self, state, logs: dict) -> None:
-        done = state.step - self.start
-        rate = done / max(time.perf_counter() - self.t0, 1e-9)
-        stats = f"loss {logs['loss']:.4g}  gaussians {logs['gaussians']}"
+        now = time.perf_counter()
+        last = state.step == self.total
+        if self.bar is not None:
+            if not last and now - self.last_refresh < 0.5:  # reading the loss syncs the GPU: at most twice a second
+                return
+        elif not (last or state.step % self.log_every == 0):
+            return
+        self.last_refresh = now
+        rate = (state.step - self.start) / max(now - self.t0, 1e-9)
+        stats = f"loss {float(logs['loss']):.4g}  gaussians {logs['gaussians']}"
         if self.bar is not None:
             self.bar.update(self.task, completed=state.step, stats=stats, rate=f"{rate:.2f} it/s")
-        elif state.step % self.log_every == 0 or state.step == self.total:
+        else:
             print(f"step {state.step}/{self.total}  {stats}  {rate:.2f} it/s", file=sys.stderr, flush=True)
 
     def close(self) -> None:

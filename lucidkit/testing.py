@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from lucidkit.prior import _quiet_libraries
+
 # Words whose BPE merges the tiny tokenizer learns, so that it exercises real merges (any ASCII text
 # still tokenises: every byte has a token of its own).
 _MERGE_WORDS = ("a", "red", "blue", "cube", "sphere", "photo", "front", "side", "back", "view")
@@ -35,7 +37,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             printable.append(b)
             chars.append(256 + extra)
             extra += 1
-    return {b: chr(c) for b, c in zip(printable, chars)}
+    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
 
 
 def tiny_tokenizer(model_max_length: int = 77):
@@ -62,9 +64,7 @@ def tiny_tokenizer(model_max_length: int = 77):
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
 
 
-def tiny_pipeline_components(
-    seed: int = 0, image_size: int = 32, vae_scale_factor: int = 2
-) -> dict:
+def tiny_pipeline_components(seed: int = 0, image_size: int = 32, vae_scale_factor: int = 2) -> dict:
     """Build a tiny random Stable Diffusion pipeline's parts.
 
     Args:
@@ -75,16 +75,22 @@ def tiny_pipeline_components(
     Returns a dict with `unet`, `vae`, `text_encoder`, `tokenizer`, `scheduler`, `safety_checker=None`,
     `feature_extractor=None`, `image_encoder=None` — the keyword arguments of `StableDiffusionPipeline`.
     The UNet's `sample_size` is `image_size // vae_scale_factor` (latent side), as in SD.
+    The global torch RNG is left as it was.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     n_vae_blocks = int(math.log2(vae_scale_factor)) + 1
     if 2 ** (n_vae_blocks - 1) != vae_scale_factor:
         raise ValueError(f"vae_scale_factor must be a power of two, got {vae_scale_factor}")
     if image_size % (2 * vae_scale_factor) != 0:
         raise ValueError(f"image_size {image_size} must be a multiple of 2 * vae_scale_factor = {2 * vae_scale_factor}")
     latent_size = image_size // vae_scale_factor
+    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's global RNG
+        parts = _build_tiny_models(seed, image_size, latent_size, n_vae_blocks)
+    return {**parts, "safety_checker": None, "feature_extractor": None, "image_encoder": None}
+
+
+def _build_tiny_models(seed: int, image_size: int, latent_size: int, n_vae_blocks: int) -> dict:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -143,16 +149,7 @@ def tiny_pipeline_components(
     )
     for model in (unet, vae, text_encoder):
         model.eval()
-    return {
-        "unet": unet,
-        "vae": vae,
-        "text_encoder": text_encoder,
-        "tokenizer": tokenizer,
-        "scheduler": scheduler,
-        "safety_checker": None,
-        "feature_extractor": None,
-        "image_encoder": None,
-    }
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
 
 
 def save_tiny_pipeline(
@@ -174,7 +171,8 @@ def save_tiny_pipeline(
     pipe = StableDiffusionPipeline(**parts, requires_safety_checker=False)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
+        with _quiet_libraries():
+            pipe.save_pretrained(tmp, safe_serialization=True)
         if folder.exists():
             folder.rmdir()  # empty (checked above)
         os.replace(tmp, folder)
@@ -187,8 +185,14 @@ def save_tiny_pipeline(
 # ----------------------------------------------------------------------------------------------------------
 # the same tiny pipeline as one original-layout ("LDM") checkpoint, to exercise single-file loading offline
 
-_LDM_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-               "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+_LDM_RESNET = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "time_emb_proj": "emb_layers.1",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "conv_shortcut": "skip_connection",
+}
 _LDM_VAE_RESNET = {"conv_shortcut": "nin_shortcut"}
 _LDM_VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 
@@ -199,10 +203,10 @@ def _rename(state: dict, prefix_map: list[tuple[str, str, dict]], out_prefix: st
     for key, value in state.items():
         for old, new, inner in prefix_map:
             if key == old or key.startswith(old + "."):
-                rest = key[len(old) + 1:]
+                rest = key[len(old) + 1 :]
                 for a, b in inner.items():
                     if rest.startswith(a + "."):
-                        rest = b + rest[len(a):]
+                        rest = b + rest[len(a) :]
                         break
                 out[out_prefix + new + ("." + rest if rest else "")] = value
                 break
@@ -215,9 +219,13 @@ def _unet_to_ldm(unet) -> dict:
     cfg = unet.config
     n_layers = cfg.layers_per_block
     rules: list[tuple[str, str, dict]] = [
-        ("time_embedding.linear_1", "time_embed.0", {}), ("time_embedding.linear_2", "time_embed.2", {}),
-        ("conv_in", "input_blocks.0.0", {}), ("conv_norm_out", "out.0", {}), ("conv_out", "out.2", {}),
-        ("mid_block.resnets.0", "middle_block.0", _LDM_RESNET), ("mid_block.attentions.0", "middle_block.1", {}),
+        ("time_embedding.linear_1", "time_embed.0", {}),
+        ("time_embedding.linear_2", "time_embed.2", {}),
+        ("conv_in", "input_blocks.0.0", {}),
+        ("conv_norm_out", "out.0", {}),
+        ("conv_out", "out.2", {}),
+        ("mid_block.resnets.0", "middle_block.0", _LDM_RESNET),
+        ("mid_block.attentions.0", "middle_block.1", {}),
         ("mid_block.resnets.1", "middle_block.2", _LDM_RESNET),
     ]
     k = 1
@@ -252,13 +260,16 @@ def _vae_to_ldm(vae) -> dict:
             (f"{part}.mid_block.resnets.0", f"{part}.mid.block_1", _LDM_VAE_RESNET),
             (f"{part}.mid_block.resnets.1", f"{part}.mid.block_2", _LDM_VAE_RESNET),
             (f"{part}.mid_block.attentions.0", f"{part}.mid.attn_1", _LDM_VAE_ATTN),
-            (f"{part}.conv_in", f"{part}.conv_in", {}), (f"{part}.conv_out", f"{part}.conv_out", {}),
+            (f"{part}.conv_in", f"{part}.conv_in", {}),
+            (f"{part}.conv_out", f"{part}.conv_out", {}),
         ]
     for i in range(n_blocks):
-        rules += [(f"encoder.down_blocks.{i}.resnets", f"encoder.down.{i}.block", {}),
-                  (f"encoder.down_blocks.{i}.downsamplers.0.conv", f"encoder.down.{i}.downsample.conv", {}),
-                  (f"decoder.up_blocks.{i}.resnets", f"decoder.up.{n_blocks - 1 - i}.block", {}),
-                  (f"decoder.up_blocks.{i}.upsamplers.0.conv", f"decoder.up.{n_blocks - 1 - i}.upsample.conv", {})]
+        rules += [
+            (f"encoder.down_blocks.{i}.resnets", f"encoder.down.{i}.block", {}),
+            (f"encoder.down_blocks.{i}.downsamplers.0.conv", f"encoder.down.{i}.downsample.conv", {}),
+            (f"decoder.up_blocks.{i}.resnets", f"decoder.up.{n_blocks - 1 - i}.block", {}),
+            (f"decoder.up_blocks.{i}.upsamplers.0.conv", f"decoder.up.{n_blocks - 1 - i}.upsample.conv", {}),
+        ]
     rules += [("quant_conv", "quant_conv", {}), ("post_quant_conv", "post_quant_conv", {})]
     out = _rename(vae.state_dict(), rules, "first_stage_model.")
     renamed = {}
@@ -272,15 +283,19 @@ def _vae_to_ldm(vae) -> dict:
 
 def _text_encoder_to_ldm(text_encoder, layout: str) -> dict:
     """CLIP text encoder weights under SD 1.x (OpenAI CLIP, HF names) or SD 2.x (OpenCLIP) checkpoint names."""
-    state = {(k[len("text_model."):] if k.startswith("text_model.") else k): v  # transformers >= 5.6 is flat
-             for k, v in text_encoder.state_dict().items()}
+    state = {
+        (k[len("text_model.") :] if k.startswith("text_model.") else k): v  # transformers >= 5.6 is flat
+        for k, v in text_encoder.state_dict().items()
+    }
     if layout == "sd1":
         return {"cond_stage_model.transformer.text_model." + k: v for k, v in state.items()}
     pre = "cond_stage_model.model."
-    out = {pre + "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
-           pre + "positional_embedding": state.pop("embeddings.position_embedding.weight"),
-           pre + "ln_final.weight": state.pop("final_layer_norm.weight"),
-           pre + "ln_final.bias": state.pop("final_layer_norm.bias")}
+    out = {
+        pre + "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
+        pre + "positional_embedding": state.pop("embeddings.position_embedding.weight"),
+        pre + "ln_final.weight": state.pop("final_layer_norm.weight"),
+        pre + "ln_final.bias": state.pop("final_layer_norm.bias"),
+    }
     width = out[pre + "ln_final.weight"].shape[0]
     out[pre + "text_projection"] = torch.eye(width)  # SD 2.x files carry one; the SD text encoder ignores it
     n_layers = text_encoder.config.num_hidden_layers
@@ -333,30 +348,32 @@ def save_tiny_single_file(
 
 def save_tiny_lora(folder: str | os.PathLike, seed: int = 0, rank: int = 4, text_encoder: bool = True) -> Path:
     """Write a random LoRA for the tiny pipeline (any seed/size: shapes do not depend on them) in diffusers format
-    (`folder/pytorch_lora_weights.safetensors`), on the UNet attention projections and, with `text_encoder`, on
-    the text encoder's. LoRA "B" matrices are random (not zero) so that applying it visibly changes outputs.
+    and return `folder/pytorch_lora_weights.safetensors`. It adapts the UNet attention projections and, with
+    `text_encoder`, the text encoder's. LoRA "B" matrices are random (not zero as after peft's init) so that
+    applying it visibly changes outputs. Same seed -> same file; the global torch RNG is left as it was.
     """
     from diffusers import StableDiffusionPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
     parts = tiny_pipeline_components(seed=seed)
-    unet, te = parts["unet"], parts["text_encoder"]
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    te_layers = None
+    models = {"unet": (parts["unet"], ["to_q", "to_k", "to_v", "to_out.0"])}
     if text_encoder:
-        te.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]))
-    generator = torch.Generator().manual_seed(seed + 3)
-    with torch.no_grad():
-        for model in (unet, te) if text_encoder else (unet,):
+        models["text_encoder"] = (parts["text_encoder"], ["q_proj", "k_proj", "v_proj", "out_proj"])
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed + 3)
+        for model, targets in models.values():
+            model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets))
             for name, param in model.named_parameters():
                 if "lora_B" in name:
-                    param.copy_(0.1 * torch.randn(param.shape, generator=generator))
-    if text_encoder:
-        te_layers = get_peft_model_state_dict(te)
+                    param.copy_(0.1 * torch.randn(param.shape))
+    layers = {name: get_peft_model_state_dict(model) for name, (model, _) in models.items()}
     folder = Path(folder)
-    StableDiffusionPipeline.save_lora_weights(
-        save_directory=str(folder), unet_lora_layers=get_peft_model_state_dict(unet),
-        text_encoder_lora_layers=te_layers, safe_serialization=True,
-    )
+    with _quiet_libraries():
+        StableDiffusionPipeline.save_lora_weights(
+            save_directory=str(folder),
+            unet_lora_layers=layers["unet"],
+            text_encoder_lora_layers=layers.get("text_encoder"),
+            safe_serialization=True,
+        )
     return folder / "pytorch_lora_weights.safetensors"

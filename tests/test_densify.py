@@ -112,7 +112,8 @@ def test_high_gradient_gaussians_grow_and_settled_ones_do_not():
     lower = torch.randn(8, 3, generator=g) * 0.15 + torch.tensor([0.0, 0.0, -0.6])
     upper = torch.randn(8, 3, generator=g) * 0.15 + torch.tensor([0.0, 0.0, 0.6])
     colour = torch.full((16, 3), 0.5)
-    truth, _ = make_params(torch.cat([lower + 0.1, upper]), 0.03, 0.9, torch.cat([torch.rand(8, 3, generator=g), colour[8:]]))
+    true_colour = torch.cat([torch.rand(8, 3, generator=g), colour[8:]])
+    truth, _ = make_params(torch.cat([lower + 0.1, upper]), 0.03, 0.9, true_colour)
     with torch.no_grad():
         target = draw(truth, viewmats, Ks).rgb
 

@@ -25,6 +25,12 @@ def tiny_dirs(tmp_path_factory) -> dict[int, Path]:
 
 
 @pytest.fixture(scope="module")
+def other_seed_dir(tmp_path_factory) -> Path:
+    """A tiny pipeline with the same shapes as tiny_dirs[2] but other weights (seed 1)."""
+    return save_tiny_pipeline(tmp_path_factory.mktemp("other") / "tiny-seed1", seed=1)
+
+
+@pytest.fixture(scope="module")
 def prior(tiny_dirs) -> DiffusionPrior:
     return DiffusionPrior.load(str(tiny_dirs[2]))
 
@@ -134,8 +140,10 @@ def test_predict_noise_matches_calling_the_unet(prior):
     assert eps.dtype == torch.float32 and not eps.requires_grad
     torch.testing.assert_close(eps, direct)
     # a scalar timestep is shared by the batch
-    torch.testing.assert_close(prior.predict_noise(x, 20, emb[:1].expand(2, -1, -1)),
-                               prior.predict_noise(x, torch.tensor([20, 20]), emb[:1].expand(2, -1, -1)))
+    torch.testing.assert_close(
+        prior.predict_noise(x, 20, emb[:1].expand(2, -1, -1)),
+        prior.predict_noise(x, torch.tensor([20, 20]), emb[:1].expand(2, -1, -1)),
+    )
 
 
 def test_v_prediction_models_still_return_epsilon(tiny_dirs, tmp_path):
@@ -203,9 +211,10 @@ def test_lora_errors_name_the_file(prior, tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["sd1", "sd2"])  # OpenAI CLIP and OpenCLIP text-encoder names
-def test_single_file_checkpoint_matches_the_folder(tiny_dirs, prior, tmp_path, layout):
+def test_single_file_checkpoint_matches_the_folder(other_seed_dir, prior, tmp_path, layout):
     file = save_tiny_single_file(tmp_path / "tiny.safetensors", seed=0, layout=layout)
-    single = DiffusionPrior.load(file, config=tiny_dirs[2])
+    # configs and tokenizer from a folder with OTHER weights: all weights must come from the file
+    single = DiffusionPrior.load(file, config=other_seed_dir)
     assert single.source["kind"] == "single_file"
     x, t = torch.randn(2, 4, 16, 16), torch.tensor([1, 999])
     emb = prior.embed(["a red cube", "a blue sphere"])
@@ -346,3 +355,40 @@ def test_precision_rules():
         resolve_dtype("bf16", "cpu")
     with pytest.raises(UserError, match="precision"):
         resolve_dtype("int8", "cpu")
+
+
+def test_config_and_tokenizer_only_go_with_single_files(tiny_dirs):
+    with pytest.raises(ModelLoadError, match="single .safetensors"):
+        DiffusionPrior.load(tiny_dirs[2], tokenizer=tiny_dirs[2])
+
+
+def test_tiny_models_are_seeded_and_leave_the_global_rng_alone():
+    from lucidkit.testing import tiny_pipeline_components
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = tiny_pipeline_components(seed=5)["unet"].conv_in.weight
+    b = tiny_pipeline_components(seed=5)["unet"].conv_in.weight
+    assert torch.equal(a, b)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_speed_and_memory_options_keep_results(tiny_dirs):
+    ref = DiffusionPrior.load(tiny_dirs[2])
+    p = DiffusionPrior.load(tiny_dirs[2])
+    p.enable_fast_path()
+    p.enable_low_memory()
+    p.offload_text_encoder()
+    x, t = torch.randn(2, 4, 16, 16), torch.tensor([100, 700])
+    emb = ref.embed(["a red cube", "a blue sphere"])
+    torch.testing.assert_close(p.embed(["a red cube", "a blue sphere"]), emb)  # embedded after offloading
+    torch.testing.assert_close(p.predict_noise(x, t, emb), ref.predict_noise(x, t, emb))
+    images = torch.rand(2, 3, 32, 32)
+    grads = []
+    for prior in (ref, p):
+        img = images.clone().requires_grad_(True)
+        prior.encode_images(img, generator=torch.Generator().manual_seed(0)).square().sum().backward()
+        grads.append(img.grad)
+    torch.testing.assert_close(grads[1], grads[0])  # gradient checkpointing recomputes, same gradient
+    assert p.describe()["low_memory"] and p.describe()["fast_path"]

@@ -212,9 +212,7 @@ def test_gsplat_and_torch_backends_agree_on_cuda():
     (a, grads_a), (b, grads_b) = results["gsplat"], results["torch"]
     assert (a.rgb - b.rgb).abs().max() < 1e-4
     assert (a.alpha - b.alpha).abs().max() < 1e-4
-    assert torch.equal(a.info["radii"], b.info["radii"].to(a.info["radii"].dtype)) or (
-        (a.info["radii"] - b.info["radii"]).abs().max() <= 1
-    )
+    assert (a.info["radii"].long() - b.info["radii"].long()).abs().max() <= 1  # float rounding before ceil
     for name, ga, gb in zip(("means", "quats", "scales", "opacities", "colors"), grads_a, grads_b):
         rel = (ga - gb).norm() / gb.norm().clamp_min(1e-12)
         assert rel < 1e-2, (name, rel.item())

@@ -1,6 +1,6 @@
 """Network shapes of public Stable Diffusion releases (config JSON only, no weights).
 
-One folder per family (`sd21-base/`, `sd15/`), each with `unet.json`, `vae.json`, `text_encoder.json`,
+One folder per family (`sd21-base/`, `sd15/`, and `tiny/`: the test-sized shapes of `lucidkit.testing`), each with `unet.json`, `vae.json`, `text_encoder.json`,
 `scheduler.json` (and `controlnet_openpose.json` for SD 1.5), written from the public releases' configs.
 They serve two purposes:
 

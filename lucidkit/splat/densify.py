@@ -35,7 +35,8 @@ because resetting twice to min(opacity, 0.01) changes nothing.
 
 Second quirk: to track each Gaussian's largest screen radius, gsplat 1.5.3 assigns through an index that repeats a
 Gaussian once per camera that sees it (``state["radii"][ids] = max(...)``), so with several views the last camera
-wins instead of the largest. `RecipeStrategy` follows it with a proper scatter-max over all cameras of the batch.
+wins instead of the largest. `RecipeStrategy` accumulates its statistics itself, densely with masks: the radius is
+the maximum over all cameras, and no index list is built, so an update needs no host synchronisation.
 
 Randomness: gsplat's split draws the new positions with the global torch generator (seed it with
 ``torch.manual_seed`` for reproducible runs).
@@ -89,19 +90,24 @@ class RecipeStrategy(DefaultStrategy):
         info: Dict[str, Any],
         packed: bool = False,
     ):
-        super()._update_state(params, state, info, packed=packed)
-        if self.refine_scale2d_stop_iter <= 0:
-            return
-        radii = info["radii"]  # [C, N, 2] or [nnz, 2] pixels
+        """gsplat's statistics (NDC gradient norm sum, view count, largest screen radius per Gaussian), accumulated
+        densely over the batch's cameras with masks instead of index lists: no host synchronisation per update,
+        and the radius is the maximum over all cameras."""
         if packed:
-            ids = info["gaussian_ids"]  # [nnz]
-            largest = radii.max(dim=-1).values  # [nnz]
-        else:
-            seen = (radii > 0).all(dim=-1)  # [C, N]
-            ids = torch.where(seen)[1]  # [nnz]
-            largest = radii[seen].max(dim=-1).values  # [nnz]
-        largest = largest.to(state["radii"].dtype) / float(max(info["width"], info["height"]))
-        state["radii"].scatter_reduce_(0, ids, largest, reduce="amax")
+            return super()._update_state(params, state, info, packed=packed)
+        grads = info[self.key_for_gradient].absgrad if self.absgrad else info[self.key_for_gradient].grad  # [C, N, 2]
+        to_ndc = grads.new_tensor([info["width"] / 2.0, info["height"] / 2.0]) * info["n_cameras"]  # [2]
+        radii = info["radii"]  # [C, N, 2] pixels
+        seen = (radii > 0).all(dim=-1)  # [C, N]
+        n = grads.shape[1]
+        for key in ("grad2d", "count") + (("radii",) if self.refine_scale2d_stop_iter > 0 else ()):
+            if state[key] is None:
+                state[key] = torch.zeros(n, device=grads.device)
+        state["grad2d"] += ((grads * to_ndc).norm(dim=-1) * seen).sum(dim=0)  # [N]
+        state["count"] += seen.sum(dim=0).to(state["count"].dtype)  # [N]
+        if self.refine_scale2d_stop_iter > 0:
+            largest = (radii.max(dim=-1).values * seen).amax(dim=0)  # [N] pixels
+            state["radii"] = torch.maximum(state["radii"], largest.to(state["radii"].dtype) / float(max(info["width"], info["height"])))
 
     def step_post_backward(
         self,

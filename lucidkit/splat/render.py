@@ -288,6 +288,7 @@ def _pair_indices(means2d, conics, opacities, depths, radii, width, height):
         pair_first = torch.cumsum(n_cols, 0) - n_cols  # [R]
         pix = (row_pix0 - pair_first)[pair_row] + torch.arange(pair_row.shape[0], device=device)  # [M]
         pix, perm = torch.sort(pix.to(index_dtype), stable=True)
+        pix = pix.long()  # index_add is much slower with int32 indices
         src = row_src[pair_row[perm]]  # [M]
 
         # Where each pixel's run of entries begins.

@@ -225,7 +225,7 @@ def augment(images: Tensor, generator: torch.Generator) -> Tensor:
     kernel = (kernel[:, None] * kernel[None, :]).expand(3, 1, 3, 3)
     blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
     images = torch.where(blur.to(device)[:, None, None, None], blurred, images)
-    noise = torch.randn(images.shape, generator=generator).to(device) * 0.02
+    noise = torch.randn_like(images) * 0.02  # drawn on the images' device (global generator)
     return (images + noise).clamp(0, 1)
 
 

@@ -52,7 +52,7 @@ def load_pipeline(prior_dir: str | Path, device: torch.device):
 
 @torch.no_grad()
 def sample_prompts(pipe, prompts: list[str], samples_per_prompt: int, steps: int, seed: int,
-                   guidance: float = GUIDANCE, chunk: int = 256) -> Tensor:
+                   guidance: float = GUIDANCE, chunk: int = 1024) -> Tensor:
     """[P * S, H, W, 3] float images in [0, 1], prompt-major; sample i of the whole list uses seed ``seed * 1e6 + i``
     so results do not depend on the chunking."""
     device = pipe.device

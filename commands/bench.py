@@ -1,0 +1,47 @@
+"""`lucidkit bench`: measurements that print a table and save it (speed at true scale; quality on the toy world)."""
+
+from __future__ import annotations
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+SPEED_EPILOG = """\b
+Examples:
+  lucidkit bench speed                                   # CUDA: SD 2.1-base shapes, random weights
+  lucidkit bench speed --cases fast,naive --steps 20 --out bench/results/speed.json
+  lucidkit bench speed --arch tiny --device cpu --steps 2  # a smoke run on a CPU
+
+\b
+Random weights measure speed and memory only, never quality.
+"""
+
+QUALITY_EPILOG = """\b
+Examples:
+  lucidkit bench quality                                 # the full prompt set (one GPU: minutes)
+  lucidkit bench quality --prompts 1 --steps 60          # a one-prompt smoke run (CPU)
+"""
+
+
+@click.group(context_settings=CONTEXT, epilog="\b\nExamples:\n  lucidkit bench speed\n  lucidkit bench quality")
+def bench():
+    """Benchmarks: speed of an ISM update at true scale, and 3D quality against toy-world ground truth."""
+
+
+@bench.command(epilog=SPEED_EPILOG, context_settings=CONTEXT)
+@click.option("--arch", default="sd21-base", show_default=True, help="Architecture: sd21-base, sd15 or tiny.")
+@click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")
+@click.option("--steps", default=10, show_default=True, help="Timed updates per regime (early and late).")
+@click.option("--batch", default=4, show_default=True, help="Views per update (B).")
+@click.option("--resolution", default=0, help="Render size; 0 = the architecture's native size.")
+@click.option("--gaussians", default=100_000, show_default=True, help="Number of Gaussians.")
+@click.option("--cases", default="fast,fast-perpneg,eager,naive,low-memory", show_default=True,
+              help="Comma-separated cases: fast (compiled), fast-perpneg, eager (bf16, no compile), naive "
+                   "(fp16 eager, release habits), low-memory.")
+@click.option("--out", type=click.Path(), help="Save the results as JSON here.")
+def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
+    """Time one ISM update of the default recipe and its parts; compare with a naive, release-like path."""
+    from lucidkit.bench.speed import bench_speed
+
+    bench_speed(arch=arch, device=device, steps=steps, batch=batch, resolution=resolution, n_gaussians=gaussians,
+                out=out, cases=tuple(c.strip() for c in cases.split(",") if c.strip()))

@@ -1,0 +1,324 @@
+"""`lucidkit bench speed`: the cost of one ISM update at true scale (random weights: speed and memory only).
+
+Measured on the production path — the same `optimize()` loop, `ScoreDistillation`, `DiffusionPrior` and renderer
+that `lucidkit generate` runs — with the recipe's shapes (SD 2.1-base, B = 4 views of 512², 100k Gaussians):
+  * ms per update over real loop steps (early steps: t up to 980, so up to 5 inversion calls; late steps:
+    t < 500 after annealing), peak allocated GPU memory, projected time for the whole recipe;
+  * a breakdown timed on the same functions: render fwd+bwd, VAE encode fwd and bwd, one inversion-sized UNet
+    call (batch B), the CFG call (batch 2B, or 4B with Perp-Neg), densification;
+  * a naive path in the same process, written like the release: fp16, eager, and the release's habits of
+    emptying the CUDA cache and synchronising after every UNet call.
+Achieved TFLOP/s is counted from the analytical FLOPs of the UNet and VAE passes (fvcore-style counts from
+`torch.utils.flop_counter` on one pass of each) against a measured bf16 matrix rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn, device, repeat: int = 10, warmup: int = 3) -> float:
+    """Median wall time of `fn()` in ms, synchronising the device around each call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
+    """Measured dense matrix rate (the ceiling the achieved rate is compared with)."""
+    if device.type != "cuda":
+        n = 512
+        dtype = torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    ms = time_ms(lambda: a @ b, device, repeat=10)
+    return 2 * n**3 / (ms * 1e-3) / 1e12
+
+
+def count_flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def build(arch: str, device, precision: str, batch: int, resolution: int, n_gaussians: int, perp_neg: bool,
+          fast: bool, low_memory: bool, naive: bool = False, seed: int = 0):
+    """The prior (random weights), guidance, state, sampler and objective as `generate.run` builds them.
+    fast = channels-last + torch.compile (CUDA graphs); eager = channels-last only (generate's default);
+    naive = neither (the release's eager fp16)."""
+    from lucidkit.cameras import OrbitSampler
+    from lucidkit.generate import GenerateConfig, GenerateObjective, resolve_config
+    from lucidkit.guidance import ScoreDistillation
+    from lucidkit.optimize import new_state
+    from lucidkit.prior import DiffusionPrior
+    from lucidkit.splat.densify import make_strategy
+    from lucidkit.splat.init import init_gaussians
+
+    prior = DiffusionPrior.from_arch(arch, device=device, dtype=precision, seed=seed)
+    if not naive:
+        prior.enable_fast_path(compile=fast)
+    if low_memory:
+        prior.enable_low_memory()
+    cfg: GenerateConfig = resolve_config("default", {
+        "prompt": "a DSLR photo of a hamburger",
+        "loop": {"batch_size": batch, "resolution": resolution},
+        "guidance": {"perp_neg": perp_neg},
+        "init": {"n_points": n_gaussians},
+    })
+    guidance = ScoreDistillation(prior, cfg.prompt, cfg.guidance)
+    if low_memory:
+        prior.offload_text_encoder()
+    strategy = make_strategy(cfg.densify, resolution, resolution)
+    gen = torch.Generator().manual_seed(seed)
+    state = new_state(init_gaussians(cfg.init, generator=gen, device=device), cfg.optim, strategy, seed)
+    objective = GenerateObjective(guidance, cfg.regularizers, state.generator)
+    sampler = OrbitSampler(cfg.camera, resolution, resolution)
+    return prior, guidance, cfg, state, objective, sampler
+
+
+def loop_ms(state, sampler, objective, cfg, start_step: int, steps: int, device, warmup: int = 3) -> list[float]:
+    """Per-update wall times of the real loop from `start_step`, after `warmup` untimed updates (compilation,
+    CUDA-graph recording and cuDNN autotuning happen there)."""
+    from lucidkit.optimize import optimize
+
+    times = []
+    last = [0.0]
+
+    def tick(s, logs):
+        _sync(device)
+        now = time.perf_counter()
+        times.append((now - last[0]) * 1e3)
+        last[0] = now
+
+    state.step = start_step
+    loop_cfg = dataclasses.replace(cfg.loop, steps=start_step + warmup + steps)
+    _sync(device)
+    last[0] = time.perf_counter()
+    optimize(state, sampler, objective, loop_cfg, cfg.optim, [tick])
+    return times[warmup:]
+
+
+def breakdown(prior, guidance, state, sampler, cfg, device, perp_neg: bool) -> dict:
+    """Median ms of the pieces of one update, timed on the production functions."""
+    from lucidkit.optimize import render_state, sample_backgrounds
+
+    B, size = cfg.loop.batch_size, cfg.loop.resolution
+    gen = torch.Generator().manual_seed(1)
+    cams = sampler.sample(B, 2000, gen)
+    bg = sample_backgrounds(B, 0.66, gen)
+
+    def render_fb():
+        out = render_state(state.splats, cams, bg)
+        out.rgb.sum().backward()
+        for p in state.splats.values():
+            p.grad = None
+
+    images = torch.rand(B, 3, size, size, device=device, requires_grad=True)
+    z_holder = {}
+
+    def vae_fwd():
+        z_holder["z"] = prior.encode_images(images, generator=gen)
+
+    def vae_bwd():
+        z = prior.encode_images(images, generator=gen)
+        z.backward(torch.ones_like(z))
+
+    h = prior.latent_size
+    x = torch.randn(B, prior.latent_channels, h, h, device=device)
+    emb = guidance.positive_embeddings(cams.azimuth_deg)
+    n_cfg = 4 if perp_neg else 2
+    ms = {
+        "render_fwd_bwd": time_ms(render_fb, device),
+        "vae_encode_fwd": time_ms(vae_fwd, device),
+    }
+    ms["vae_encode_bwd"] = max(time_ms(vae_bwd, device) - ms["vae_encode_fwd"], 0.0)
+    ms["unet_call_B"] = time_ms(lambda: guidance._eps(x, 400, emb, None), device)
+    ms[f"unet_call_{n_cfg}B"] = time_ms(lambda: guidance._eps(x.repeat(n_cfg, 1, 1, 1), 400, emb.repeat(n_cfg, 1, 1), None),
+                                        device)
+    # densification: one refine step (every 100 updates until 3000) amortised over its interval
+    strategy = state.strategy
+    out = render_state(state.splats, cams, bg)
+    strategy.step_pre_backward(state.splats, state.optimizers, state.strategy_state, 200, out.info)
+    out.rgb.sum().backward()
+    _sync(device)
+    t0 = time.perf_counter()
+    strategy.step_post_backward(state.splats, state.optimizers, state.strategy_state, 200, out.info, packed=False)
+    _sync(device)
+    ms["densify_refine_step"] = (time.perf_counter() - t0) * 1e3
+    for p in state.splats.values():
+        p.grad = None
+    return ms
+
+
+def update_flops(prior, guidance, cfg, perp_neg: bool, inversion_calls: float) -> tuple[float, float, float]:
+    """FLOPs of one update: UNet passes (inversion + e_s + CFG) and the VAE encoder forward + backward (≈ 3×)."""
+    B, size, h = cfg.loop.batch_size, cfg.loop.resolution, prior.latent_size
+    device = prior.device
+    x = torch.randn(1, prior.latent_channels, h, h, device=device)
+    emb = guidance.e_plain[None]
+    unet_one = count_flops(lambda: prior.predict_noise(x, torch.tensor([400], device=device), emb))
+    img = torch.rand(1, 3, size, size, device=device)
+    with torch.no_grad():
+        vae_one = count_flops(lambda: prior.encode_images(img))
+    n_cfg = 4 if perp_neg else 2
+    unet_passes = B * (inversion_calls + 1 + n_cfg)
+    return unet_passes * unet_one + 3 * B * vae_one, unet_one, vae_one
+
+
+def expected_inversion_calls(cfg, step: int, samples: int = 2000) -> float:
+    """Mean number of inversion UNet calls the schedule implies at `step` (Monte Carlo over the sampler)."""
+    from lucidkit.guidance.schedules import inversion_timesteps, sample_interval
+
+    g = torch.Generator().manual_seed(0)
+    c = cfg.guidance
+    total = 0
+    for _ in range(samples):
+        iv = sample_interval(step, g, t_min=c.t_min, t_max_start=c.t_max_start, t_max_end=c.t_max_end,
+                             delta_t=c.delta_t, delta_t_start=c.delta_t_start, anneal_steps=c.anneal_steps)
+        total += len(inversion_timesteps(iv.s, 1, c.xs_delta_t, c.xs_inv_steps)) - 1
+    return total / samples
+
+
+def run_case(name, arch, device, precision, batch, resolution, n_gaussians, perp_neg, fast, low_memory, steps,
+             release_habits=False, with_breakdown=True, peak_rate=None) -> dict:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    prior, guidance, cfg, state, objective, sampler = build(
+        arch, device, precision, batch, resolution, n_gaussians, perp_neg, fast, low_memory, naive=release_habits)
+    if release_habits:
+        _add_release_habits(prior)
+    result = {"case": name, "precision": precision, "fast_path": fast, "low_memory": low_memory,
+              "perp_neg": perp_neg, "batch": batch, "resolution": resolution, "gaussians": n_gaussians}
+    early = loop_ms(state, sampler, objective, cfg, start_step=0, steps=steps, device=device)
+    late = loop_ms(state, sampler, objective, cfg, start_step=3500, steps=steps, device=device)
+    result["ms_per_update_early"] = statistics.mean(early)
+    result["ms_per_update_late"] = statistics.mean(late)
+    total = cfg.loop.steps
+    anneal = min(cfg.guidance.anneal_steps, total)
+    # projected recipe time: the early regime (t up to 980) over the annealing phase, the late one after it
+    result["projected_recipe_min"] = (anneal * result["ms_per_update_early"] +
+                                      (total - anneal) * result["ms_per_update_late"]) / 1e3 / 60
+    if device.type == "cuda":
+        result["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    if with_breakdown:
+        result["breakdown_ms"] = breakdown(prior, guidance, state, sampler, cfg, device, perp_neg)
+    inv_late = expected_inversion_calls(cfg, 3500)
+    flops, unet_one, vae_one = update_flops(prior, guidance, cfg, perp_neg, inv_late)
+    result["late_inversion_calls_mean"] = inv_late
+    result["unet_tflop_per_image"] = unet_one / 1e12
+    result["vae_encoder_tflop_per_image"] = vae_one / 1e12
+    result["tflop_per_late_update"] = flops / 1e12
+    result["achieved_tflops_late"] = flops / (result["ms_per_update_late"] * 1e-3) / 1e12
+    if peak_rate:
+        result["floor_ms_late"] = flops / (peak_rate * 1e12) * 1e3
+    del prior, guidance, state, objective
+    return result
+
+
+def _add_release_habits(prior):
+    """The release's per-call habits: empty the CUDA cache and synchronise after every UNet call."""
+    inner = prior.predict_noise
+
+    def predict_noise(*args, **kwargs):
+        out = inner(*args, **kwargs)
+        if prior.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+        return out
+
+    prior.predict_noise = predict_noise
+
+
+def bench_speed(arch: str = "sd21-base", device: str = "auto", steps: int = 10, batch: int = 4,
+                resolution: int = 0, n_gaussians: int = 100_000, out: str | None = None,
+                cases: tuple[str, ...] = ("fast", "fast-perpneg", "eager", "naive", "low-memory")) -> dict:
+    """Run the benchmark cases and return (and optionally save) the results."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    from lucidkit.arch import arch_file
+
+    unet_cfg = json.loads(arch_file(arch, "unet").read_text())
+    vae_cfg = json.loads(arch_file(arch, "vae").read_text())
+    native = unet_cfg["sample_size"] * 2 ** (len(vae_cfg["block_out_channels"]) - 1)
+    resolution = resolution or native
+    rate = matmul_tflops(dev)
+    cuda = dev.type == "cuda"
+    fast_precision = "bf16" if cuda else "fp32"
+    specs = {
+        "fast": dict(precision=fast_precision, perp_neg=False, fast=cuda, low_memory=False),
+        "eager": dict(precision=fast_precision, perp_neg=False, fast=False, low_memory=False),
+        "fast-perpneg": dict(precision=fast_precision, perp_neg=True, fast=cuda, low_memory=False),
+        "naive": dict(precision="fp16" if cuda else "fp32", perp_neg=False, fast=False, low_memory=False,
+                      release_habits=True),
+        "low-memory": dict(precision=fast_precision, perp_neg=False, fast=False, low_memory=True),
+    }
+    results = {"device": torch.cuda.get_device_name(dev) if cuda else "cpu", "arch": arch,
+               "matmul_tflops": rate, "torch": torch.__version__, "cases": []}
+    for name in cases:
+        spec = specs[name]
+        r = run_case(name, arch, dev, spec["precision"], batch, resolution, n_gaussians, spec["perp_neg"],
+                     spec["fast"], spec["low_memory"], steps, release_habits=spec.get("release_habits", False),
+                     with_breakdown=name != "naive", peak_rate=rate)
+        results["cases"].append(r)
+        print(format_case(r), flush=True)
+        if out:  # after every case, so a run cut short keeps what it measured
+            from lucidkit.export import write_json
+
+            write_json(out, results)
+    by_name = {r["case"]: r for r in results["cases"]}
+    if "fast" in by_name and "naive" in by_name:
+        results["speedup_late"] = by_name["naive"]["ms_per_update_late"] / by_name["fast"]["ms_per_update_late"]
+        results["speedup_early"] = by_name["naive"]["ms_per_update_early"] / by_name["fast"]["ms_per_update_early"]
+    print(format_table(results), flush=True)
+    if out:
+        from lucidkit.export import write_json
+
+        write_json(out, results)
+        Path(out).with_suffix(".txt").write_text(format_table(results) + "\n")
+    return results
+
+
+def format_case(r: dict) -> str:
+    return (f"[{r['case']}] early {r['ms_per_update_early']:.1f} ms/update, late {r['ms_per_update_late']:.1f} "
+            f"ms/update, peak {r.get('peak_allocated_gib', float('nan')):.2f} GiB")
+
+
+def format_table(results: dict) -> str:
+    lines = [f"lucidkit bench speed — {results['arch']} on {results['device']} (torch {results['torch']}), "
+             f"matmul {results['matmul_tflops']:.1f} TFLOP/s",
+             f"{'case':<14}{'early ms':>10}{'late ms':>10}{'floor ms':>10}{'TFLOP/s':>9}{'peak GiB':>10}"
+             f"{'recipe min':>12}"]
+    for r in results["cases"]:
+        lines.append(f"{r['case']:<14}{r['ms_per_update_early']:>10.1f}{r['ms_per_update_late']:>10.1f}"
+                     f"{r.get('floor_ms_late', float('nan')):>10.1f}{r['achieved_tflops_late']:>9.0f}"
+                     f"{r.get('peak_allocated_gib', float('nan')):>10.2f}{r['projected_recipe_min']:>12.1f}")
+    for r in results["cases"]:
+        if "breakdown_ms" in r:
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown_ms"].items())
+            lines.append(f"  {r['case']} breakdown (ms): {parts}")
+    if "speedup_late" in results:
+        lines.append(f"speed-up of the fast path over the naive path: {results['speedup_early']:.2f}x early, "
+                     f"{results['speedup_late']:.2f}x late")
+    return "\n".join(lines)
