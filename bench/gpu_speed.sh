@@ -13,3 +13,6 @@ python3 -m lucidkit.commands.cli bench speed --steps ${STEPS:-8} --cases ${CASES
 if [ "${GPU_TESTS:-1}" = 1 ]; then
   python3 -m pytest -q -p no:cacheprovider tests/test_gpu_fastpath.py tests/test_render.py 2>&1 | tail -5 | tee "$OUT/gpu_tests.log"
 fi
+# keep the JIT-built gsplat extension (if small enough to come back) so later calls can skip its ~90 s build
+ext=$(python3 -c "import torch.utils.cpp_extension as c; print(c._get_build_directory('gsplat_cuda', False))" 2>/dev/null)
+[ -d "$ext" ] && tar -czf "$OUT/gsplat_ext.tgz" -C "$(dirname "$ext")" "$(basename "$ext")" && ls -la "$OUT/gsplat_ext.tgz"

@@ -809,6 +809,9 @@ class DiffusionPrior:
         """
         self._check_images(images)
         x = (2.0 * images - 1.0).to(self.device, self.dtype)  # [B, 3, H, W] in [-1, 1]
+        # one memory layout whatever the caller's strides (a permuted render, an expanded disparity map), so a
+        # compiled encoder sees a single input layout and is not recompiled
+        x = x.contiguous(memory_format=torch.channels_last if self.source.get("fast_path") else torch.contiguous_format)
         dist = self.vae.encode(x).latent_dist
         z = dist.sample(generator)  # [B, C, h, w]
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0

@@ -202,11 +202,12 @@ def expected_inversion_calls(cfg, step: int, samples: int = 2000) -> float:
 
 def run_case(name, arch, device, precision, batch, resolution, n_gaussians, perp_neg, fast, low_memory, steps,
              release_habits=False, with_breakdown=True, peak_rate=None) -> dict:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+    torch._dynamo.reset()  # each case compiles its own prior; earlier cases must not use up the recompile budget
     prior, guidance, cfg, state, objective, sampler = build(
         arch, device, precision, batch, resolution, n_gaussians, perp_neg, fast, low_memory, naive=release_habits)
+    if device.type == "cuda":  # peak memory of the run itself (random-weight models are built in fp32 first)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     if release_habits:
         _add_release_habits(prior)
     result = {"case": name, "precision": precision, "fast_path": fast, "low_memory": low_memory,

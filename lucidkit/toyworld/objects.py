@@ -357,8 +357,8 @@ def _house():
         wall_points,
         _WALL,
         [
-            (lambda p: front(p) & _in(p[:, 1], -0.09, 0.09) & _in(p[:, 2], z0, -0.16), _DOOR),
-            (lambda p: front(p) & _in(p[:, 1].abs(), 0.19, 0.33) & _in(p[:, 2], -0.30, -0.10), _WINDOW),
+            (lambda p: front(p) & _in(p[:, 1], -0.11, 0.11) & _in(p[:, 2], z0, -0.11), _DOOR),
+            (lambda p: front(p) & _in(p[:, 1].abs(), 0.19, 0.36) & _in(p[:, 2], -0.33, -0.07), _WINDOW),
             (lambda p: side(p) & _in(p[:, 0].abs(), 0.07, 0.25) & _in(p[:, 2], -0.30, -0.10), _WINDOW),
         ],
     )

@@ -75,8 +75,10 @@ class TrainConfig:
     """Samples per prompt in the quality measurement."""
     quality_steps: int = 50
     """DDIM steps in the quality measurement."""
-    no_evaluator: bool = False
-    no_quality: bool = False
+    evaluator: bool = True
+    """Train the evaluator (``--no-evaluator`` skips it, and with it the quality measurement)."""
+    quality: bool = True
+    """Measure the saved prior's samples with the evaluator (``--no-quality`` skips it)."""
 
 
 class Log:
@@ -102,10 +104,12 @@ class StepBudget:
     calibrate_from = 10
     calibrate_at = 40
 
-    def __init__(self, max_steps: int, seconds: Optional[float], sync: Callable[[], None]):
+    def __init__(self, max_steps: int, seconds: Optional[float], sync: Callable[[], None], log=None, name=""):
         self.total = max_steps
         self.seconds = seconds
         self.sync = sync
+        self.log = log
+        self.name = name
         self.start = time.time()
         self._t0 = None
 
@@ -121,6 +125,8 @@ class StepBudget:
             per_step = (time.time() - self._t0) / (self.calibrate_at - self.calibrate_from)
             left = self.seconds - (time.time() - self.start)
             self.total = max(step + 1, min(self.total, step + int(left / per_step)))
+            if self.log is not None:
+                self.log(f"{self.name}: {1000 * per_step:.1f} ms/step -> {self.total} steps in the time budget")
 
 
 def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.1) -> float:
@@ -134,6 +140,10 @@ def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.1) -> flo
 def _set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
 def _autocast(device: torch.device):
@@ -156,7 +166,7 @@ def train_vae(vae, pool: Pool, cfg: TrainConfig, device, seconds, log) -> dict:
     vae.train().to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     cpu_gen = torch.Generator().manual_seed(cfg.seed + 31)
-    budget = StepBudget(cfg.vae_steps, seconds, lambda: torch.cuda.synchronize() if device.type == "cuda" else None)
+    budget = StepBudget(cfg.vae_steps, seconds, _sync(device), log, "vae")
     step, stats = 0, {}
     while step < budget.total:
         _set_lr(optimizer, cfg.vae_lr * warmup_cosine(step, budget.total, warmup=100))
@@ -244,7 +254,7 @@ def train_diffusion(unet, text_encoder, latent_mean, latent_std, scaling_factor,
     weight_of_t = torch.clamp(snr, max=cfg.min_snr_gamma) / snr  # min-SNR for epsilon prediction
     object_index, azimuth = pool.object_index.to(device), pool.azimuth_deg.to(device)
     caption_ids, caption_table = caption_ids.to(device), caption_table.to(device)
-    budget = StepBudget(cfg.unet_steps, seconds, lambda: torch.cuda.synchronize() if device.type == "cuda" else None)
+    budget = StepBudget(cfg.unet_steps, seconds, _sync(device), log, "unet")
     forward = unet
     if cfg.compile_unet and device.type == "cuda":
         forward = torch.compile(unet, mode="reduce-overhead")
@@ -313,7 +323,7 @@ def train_evaluator(pool: Pool, objects, cfg: TrainConfig, device, seconds, log)
     net = ev.EvaluatorNet().to(device).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.evaluator_lr, weight_decay=0.05)
     cpu_gen = torch.Generator().manual_seed(cfg.seed + 71)
-    budget = StepBudget(cfg.evaluator_steps, seconds, lambda: torch.cuda.synchronize() if device.type == "cuda" else None)
+    budget = StepBudget(cfg.evaluator_steps, seconds, _sync(device), log, "evaluator")
     step = 0
     while step < budget.total:
         _set_lr(optimizer, cfg.evaluator_lr * warmup_cosine(step, budget.total, warmup=100, floor=0.02))
@@ -396,8 +406,10 @@ def run(cfg: TrainConfig) -> dict:
     vae = models.make_vae()
     summary["vae"] = train_vae(vae, pool, cfg, device, phase_seconds["vae"], log)
     latent_mean, latent_std = encode_pool(vae, pool, cfg.seed, device)
-    sample = latent_mean[:4096].float() + latent_std[:4096].float() * torch.randn_like(latent_mean[:4096].float())
-    scaling_factor = float(1.0 / sample.std())
+    subset = torch.randperm(latent_mean.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 3))[:8192]
+    subset = subset.to(device)
+    sample = latent_mean[subset].float() + latent_std[subset].float() * torch.randn_like(latent_mean[subset].float())
+    scaling_factor = float(1.0 / sample.std())  # SD's convention: scaled latents have unit standard deviation
     vae.register_to_config(scaling_factor=scaling_factor)
     summary["vae"].update(seconds=time.time() - t0, scaling_factor=scaling_factor,
                           heldout_psnr_db=_vae_psnr(vae, heldout, cfg.seed, device))
@@ -426,7 +438,7 @@ def run(cfg: TrainConfig) -> dict:
 
     # 6. evaluator
     evaluator = None
-    if not cfg.no_evaluator:
+    if cfg.evaluator:
         from lucidkit.toyworld.evaluator import heldout_accuracy
 
         t0 = time.time()
@@ -447,7 +459,7 @@ def run(cfg: TrainConfig) -> dict:
     del pool
 
     # 7. quality of the saved prior
-    if not cfg.no_quality and evaluator is not None:
+    if cfg.quality and evaluator is not None:
         from lucidkit.toyworld.quality import measure_prior, write_report
 
         t0 = time.time()
@@ -467,7 +479,7 @@ def run(cfg: TrainConfig) -> dict:
 def _vae_psnr(vae, pool: Pool, seed: int, device) -> float:
     """Mean PSNR (dB) of VAE reconstructions (posterior mean) of pool images on random backgrounds."""
     generator = torch.Generator().manual_seed(seed + 97)
-    index = torch.arange(min(len(pool), 1024), device=device)
+    index = torch.arange(len(pool), device=device)
     x = _batch_images(pool, index, generator) * 2 - 1
     with _autocast(device):
         recon = vae.decode(vae.encode(x).latent_dist.mean).sample.float()
@@ -481,7 +493,7 @@ def parse_args(argv=None) -> TrainConfig:
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         elif name == "minutes":
             parser.add_argument(flag, type=float, default=None)
         else:
