@@ -45,3 +45,25 @@ def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
 
     bench_speed(arch=arch, device=device, steps=steps, batch=batch, resolution=resolution, n_gaussians=gaussians,
                 out=out, cases=tuple(c.strip() for c in cases.split(",") if c.strip()))
+
+
+@bench.command(epilog=QUALITY_EPILOG, context_settings=CONTEXT)
+@click.option("--model", default="toy", show_default=True, help="The prior (the toy prior: ground truth is known).")
+@click.option("--prompts", "n_prompts", type=int, default=0, help="Use only the first N prompts of the fixed set.")
+@click.option("--prompt", "prompt_list", multiple=True, help="Use these prompts instead (repeatable).")
+@click.option("--methods", default="ism,sds,ism-noperpneg", show_default=True,
+              help="Comma-separated: ism, sds, ism-noperpneg (the last on oriented prompts only).")
+@click.option("--steps", type=int, help="Updates per run (default: the toy preset's).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any generate config field.")
+@click.option("--out", default="bench/results/quality.json", show_default=True, type=click.Path(),
+              help="Results JSON (a .txt table and the run folders go beside it).")
+def quality(model, n_prompts, prompt_list, methods, steps, seed, device, sets, out):
+    """Generate the fixed toy prompt set with ISM, SDS and ISM without Perp-Neg; score against ground truth."""
+    from lucidkit.bench.quality import PROMPTS, bench_quality
+    from lucidkit.config import parse_overrides
+
+    prompts = tuple(prompt_list) or (PROMPTS[:n_prompts] if n_prompts else PROMPTS)
+    bench_quality(prompts=prompts, methods=tuple(m.strip() for m in methods.split(",") if m.strip()), seed=seed,
+                  steps=steps, model=model, device=device, out=out, extra=parse_overrides(sets))
