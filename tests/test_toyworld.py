@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lucidkit.cameras import CameraConfig, eval_ring
+from lucidkit.cameras import CameraConfig, eval_ring, orbit_cameras
 from lucidkit.errors import UserError
 from lucidkit.toyworld import captions as cap
 from lucidkit.toyworld.data import render_ground_truth, render_object
@@ -157,13 +157,11 @@ def test_shipped_tokenizer_has_the_full_vocabulary(pipe):
 
 @pytest.mark.parametrize("prompt", ["a red cube", "a blue sphere"])
 def test_prior_samples_show_the_prompt(pipe, evaluator, prompt):
-    generators = [torch.Generator().manual_seed(s) for s in range(2)]
-    out = pipe([prompt] * 2, num_inference_steps=20, guidance_scale=7.5, generator=generators, output_type="pt")
-    images = out.images.permute(0, 2, 3, 1)  # [2, 64, 64, 3]
-    pred = evaluator.predict(images)
-    attrs = cap.parse_prompt(prompt)
-    assert pred["shape"] == [attrs.shape] * 2
-    assert pred["colour"] == [attrs.colour] * 2
+    # Fixed seeds; the prior gets ~95% of samples right (bench/results/toy_prior_quality.txt), so ask for 3 of 4.
+    generators = [torch.Generator().manual_seed(s) for s in range(4)]
+    out = pipe([prompt] * 4, num_inference_steps=20, guidance_scale=7.5, generator=generators, output_type="pt")
+    images = out.images.permute(0, 2, 3, 1)  # [4, 64, 64, 3]
+    assert evaluator.matches(images, prompt).sum() >= 3  # shape and colour (and pattern: plain) all right
 
 
 # ------------------------------------------------------------------------------------------------------------ evaluator
@@ -177,14 +175,17 @@ def test_evaluator_reads_ground_truth_renders(evaluator, prompt):
     assert evaluator.prompt_accuracy(images, prompt) >= 5 / 6
 
 
-def test_evaluator_view_consistency_and_multi_face(evaluator):
-    cams = _ring(8, polar_deg=80.0)  # every 45 degrees from the front
-    images = render_ground_truth("a house", cams)
-    assert evaluator.view_consistency(images, cams.azimuth_deg, "a house") >= 0.75
-    assert evaluator.multi_face_rate(images, cams.azimuth_deg, "a house") == 0.0
+@pytest.mark.parametrize("prompt", ["a house", "a penguin"])
+def test_evaluator_view_consistency_and_multi_face(evaluator, prompt):
+    # Azimuths clear of the 45/135 degree boundaries, where front/side/back is a matter of degrees.
+    azimuth = torch.tensor([0.0, 25.0, -25.0, 75.0, -105.0, 160.0, -160.0, 180.0])
+    cams = orbit_cameras(azimuth, torch.full((8,), 80.0), torch.full((8,), 3.5), torch.full((8,), 0.55), 64, 64)
+    images = render_ground_truth(prompt, cams)
+    assert evaluator.view_consistency(images, cams.azimuth_deg, prompt) >= 7 / 8
+    assert evaluator.multi_face_rate(images, cams.azimuth_deg, prompt) == 0.0
     # A "scene" that shows its front all the way round is a multi-face failure.
     fronts = images[:1].expand(8, -1, -1, -1)
-    assert evaluator.multi_face_rate(fronts, cams.azimuth_deg, "a house") == 1.0
+    assert evaluator.multi_face_rate(fronts, cams.azimuth_deg, prompt) == 1.0
     assert evaluator.view_consistency(images, cams.azimuth_deg, "a red cube") != evaluator.view_consistency(
         images, cams.azimuth_deg, "a red cube")  # NaN: a cube has no front
 

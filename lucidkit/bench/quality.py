@@ -197,6 +197,10 @@ def bench_quality(prompts=PROMPTS, methods=METHODS, seed: int = 0, steps: int | 
                             extra)
             scores.append(score)
             print(format_row(score), flush=True)
+            if out:  # after every run, so a benchmark cut short keeps what it measured
+                from lucidkit.export import write_json
+
+                write_json(out, {"runs": [asdict(s) for s in scores], "summary": summarise(scores)})
     results = {"prompts": list(prompts), "methods": list(methods), "seed": seed, "steps": steps,
                "runs": [asdict(s) for s in scores], "summary": summarise(scores)}
     table = format_table(results)

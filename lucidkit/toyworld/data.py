@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -126,7 +126,7 @@ class Pool:
 
 def render_pool(
     objects: list[ToyObject],
-    views_per_object: int,
+    views_per_object: int | Sequence[int],
     seed: int,
     device: str | torch.device = "cpu",
     chunk: int = 256,
@@ -134,21 +134,24 @@ def render_pool(
     log=None,
     backend: str = "torch",
 ) -> Pool:
-    """Render ``views_per_object`` random views of every object (cameras drawn on the CPU from ``seed``, so the
-    pool does not depend on the device). Chunks of ``chunk`` views are rendered at once. The default backend is
-    the pure-torch rasteriser on any device (no CUDA compile step); "auto" picks gsplat on CUDA."""
+    """Render ``views_per_object`` random views of every object (one count for all, or one per object; cameras
+    drawn on the CPU from ``seed``, so the pool does not depend on the device). Chunks of ``chunk`` views are
+    rendered at once. The default backend is the pure-torch rasteriser on any device (no CUDA compile step);
+    "auto" picks gsplat on CUDA."""
     generator = torch.Generator().manual_seed(seed)
+    if isinstance(views_per_object, int):
+        views_per_object = [views_per_object] * len(objects)
     parts = {"premultiplied": [], "alpha": [], "object_index": [], "azimuth_deg": [], "polar_deg": []}
-    for i, obj in enumerate(objects):
+    for i, (obj, n_views) in enumerate(zip(objects, views_per_object)):
         splats = {k: v.to(device) for k, v in build(obj).items()}
-        cameras = sample_cameras(views_per_object, generator, resolution)
-        for start in range(0, views_per_object, chunk):
+        cameras = sample_cameras(n_views, generator, resolution)
+        for start in range(0, n_views, chunk):
             cams = cameras[start : start + chunk]
             with torch.no_grad():
                 rgb, alpha = render_splats(splats, cams, backend=backend)  # rgb premultiplied (black background)
             parts["premultiplied"].append((rgb * 255).round().to(torch.uint8))
             parts["alpha"].append((alpha * 255).round().to(torch.uint8))
-        parts["object_index"].append(torch.full((views_per_object,), i, dtype=torch.long))
+        parts["object_index"].append(torch.full((n_views,), i, dtype=torch.long))
         parts["azimuth_deg"].append(cameras.azimuth_deg)
         parts["polar_deg"].append(cameras.polar_deg)
         if log is not None and (i + 1) % 10 == 0:
