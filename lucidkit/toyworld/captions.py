@@ -17,9 +17,7 @@ import torch
 from torch import Tensor
 
 from lucidkit.errors import UserError
-from lucidkit.toyworld.objects import (
-    ALL_SHAPES, COLOURS, ORIENTED, PATTERN_COLOURS, SHAPES, ToyObject, build,
-)
+from lucidkit.toyworld.objects import ALL_SHAPES, COLOURS, ORIENTED, PATTERN_COLOURS, ToyObject, build
 
 VIEWS = ("front", "side", "back")
 P_EMPTY = 0.10
@@ -164,5 +162,4 @@ def is_oriented(prompt: str) -> bool:
 __all__ = [
     "Attributes", "ToyPromptError", "VIEWS", "caption", "caption_table", "ground_truth", "is_oriented",
     "object_of_prompt", "parse_prompt", "sample_caption_ids", "view_of_azimuth", "views_of_azimuths", "with_view",
-    "SHAPES",
 ]

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lucidkit.errors import UserError
-from lucidkit.toyworld.files import publish, staging_folder
 from lucidkit.toyworld.captions import VIEWS, parse_prompt, views_of_azimuths
+from lucidkit.toyworld.files import publish, staging_folder
 from lucidkit.toyworld.objects import ALL_SHAPES, COLOURS, PATTERN_COLOURS, PATTERNS, ToyObject
 
 RESOLUTION = 64
@@ -134,7 +134,11 @@ class ToyEvaluator:
         tmp = staging_folder(folder)
         state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in self.net.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
-        config = {"widths": list(self.net.widths), "resolution": RESOLUTION, "labels": {k: list(v) for k, v in LABELS.items()}}
+        config = {
+            "widths": list(self.net.widths),
+            "resolution": RESOLUTION,
+            "labels": {k: list(v) for k, v in LABELS.items()},
+        }
         config.update(extra or {})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         return publish(tmp, folder)

@@ -5,7 +5,7 @@
 | VAE | diffusers `AutoencoderKL`, 3 blocks (32, 64, 96), 1 layer each | 64x64x3 -> 16x16x4 latents (x4 down) |
 | text encoder | transformers `CLIPTextModel`, hidden 128, 3 layers, 4 heads, 77 positions | trained from scratch |
 | UNet | diffusers `UNet2DConditionModel`, (64, 128, 128), 2 layers, cross-attention 128 | sample_size 16 |
-| scheduler | `DDIMScheduler` with SD's schedule: scaled-linear 0.00085 -> 0.012, 1000 steps, epsilon, steps_offset 1 | |
+| scheduler | `DDIMScheduler`, SD's schedule: scaled-linear 0.00085 -> 0.012, 1000 steps, epsilon, steps_offset 1 | |
 
 About 11.1M parameters in all (VAE 1.7M, text encoder 0.7M, UNet 8.75M): 22 MB in fp16.
 `save_pipeline` writes a standard `StableDiffusionPipeline` folder (no safety checker) in fp16 safetensors, so

@@ -377,7 +377,7 @@ def _penguin():
     head_c, head_r = (0.02, 0.0, 0.36), 0.19
     body = _ellipsoid(body_c, body_r)
     head = _ellipsoid(head_c, (head_r, head_r, head_r))
-    wings = _join(_ellipsoid((-0.02, 0.29, -0.08), (0.16, 0.04, 0.28)), _ellipsoid((-0.02, -0.29, -0.08), (0.16, 0.04, 0.28)))
+    wings = _join(*(_ellipsoid((-0.02, side * 0.29, -0.08), (0.16, 0.04, 0.28)) for side in (1, -1)))
 
     def beak_profile(u):  # a cone along +x: base at the head's front, tip ahead of it
         return 0.065 * (1 - u), u
@@ -386,7 +386,7 @@ def _penguin():
     # The revolved profile runs along z; turn it to run along +x (z -> x, x -> -z) and scale its length.
     beak_points = torch.stack([0.17 + 0.15 * beak_points[:, 2], beak_points[:, 1], 0.36 - beak_points[:, 0]], -1)
     beak_normals = torch.stack([beak_normals[:, 2], beak_normals[:, 1], -beak_normals[:, 0]], -1)
-    feet = _join(_ellipsoid((0.12, 0.11, -0.52), (0.12, 0.07, 0.03)), _ellipsoid((0.12, -0.11, -0.52), (0.12, 0.07, 0.03)))
+    feet = _join(*(_ellipsoid((0.12, side * 0.11, -0.52), (0.12, 0.07, 0.03)) for side in (1, -1)))
 
     def belly(p):
         d = (p - torch.tensor(body_c, dtype=torch.float64)) / torch.tensor(body_r, dtype=torch.float64)
@@ -394,7 +394,8 @@ def _penguin():
 
     def eyes(p):
         d = torch.nn.functional.normalize(p - torch.tensor(head_c, dtype=torch.float64), dim=-1)
-        return torch.stack([(d * torch.tensor([0.72, s * 0.48, 0.5], dtype=torch.float64)).sum(-1) > 0.975 for s in (1, -1)]).any(0)
+        looks = [torch.tensor([0.72, side * 0.48, 0.5], dtype=torch.float64) for side in (1, -1)]  # eye directions
+        return torch.stack([(d * look).sum(-1) > 0.975 for look in looks]).any(0)
 
     parts = [
         (body, _paint(body[0], _PENGUIN_BLACK, [(belly, _PENGUIN_WHITE)])),

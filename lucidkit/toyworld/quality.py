@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from lucidkit.toyworld.captions import parse_prompt, with_view, VIEWS
+from lucidkit.toyworld.captions import VIEWS, parse_prompt, with_view
 from lucidkit.toyworld.objects import world_objects
 
 GUIDANCE = 7.5
@@ -114,7 +114,8 @@ def measure_prior(prior_dir: str | Path, evaluator, device: torch.device | str, 
         shown = min(samples_per_prompt, 8)
         index = [p * samples_per_prompt + s for p in range(len(prompts)) for s in range(shown)]
         save_grid(images[index], Path(grid_path), shown * 4)
-    settings = {"prior": str(prior_dir), "steps": steps, "guidance": GUIDANCE, "scheduler": type(pipe.scheduler).__name__,
+    settings = {"prior": str(prior_dir), "steps": steps, "guidance": GUIDANCE,
+                "scheduler": type(pipe.scheduler).__name__,
                 "samples_per_prompt": samples_per_prompt, "seed": seed, "device": str(device),
                 "dtype": str(pipe.unet.dtype)}
     return {"rows": rows, "summary": summary, "settings": settings}
@@ -139,14 +140,17 @@ def write_report(report: dict, path: str | Path, training: Optional[dict] = None
         f"{_pct(s['back_shows_back'])}, showing the front {_pct(s['back_shows_front'])}",
         f"  {s['n_images']} images sampled in {s['sample_seconds']:.1f} s",
         "",
-        f"{'prompt':48s} {'n':>3s} {'shape':>6s} {'colour':>6s} {'patt.':>6s} {'col.2':>6s} {'all':>6s} {'view':>6s}  views seen",
+        f"{'prompt':48s} {'n':>3s} {'shape':>6s} {'colour':>6s} {'patt.':>6s} {'col.2':>6s} {'all':>6s} "
+        f"{'view':>6s}  views seen",
     ]
     for r in report["rows"]:
         seen = " ".join(f"{k}:{v}" for k, v in r.get("views_seen", {}).items())
         lines.append(f"{r['prompt']:48s} {r['n']:3d} {_pct(r.get('shape'))} {_pct(r.get('colour'))} "
-                     f"{_pct(r.get('pattern'))} {_pct(r.get('colour2'))} {_pct(r.get('all'))} {_pct(r.get('view'))}  {seen}")
+                     f"{_pct(r.get('pattern'))} {_pct(r.get('colour2'))} {_pct(r.get('all'))} "
+                     f"{_pct(r.get('view'))}  {seen}")
     if evaluator_accuracy or (training and "evaluator" in training):
-        acc = evaluator_accuracy or {k: training["evaluator"][k] for k in ("heldout_white", "heldout_recipe_backgrounds")}
+        heads = ("heldout_white", "heldout_recipe_backgrounds")
+        acc = evaluator_accuracy or {k: training["evaluator"][k] for k in heads}
         lines += ["", "evaluator accuracy on held-out ground-truth renders (per head; 'all' = every applicable head):"]
         for name, heads in acc.items():
             lines.append(f"  {name}: " + "  ".join(f"{k} {_pct(v)}" for k, v in heads.items()))

@@ -4,8 +4,9 @@
 
 Steps (each logged to ``DIR/train_log.txt``):
 1. tokenizer: BPE merges learned on the caption vocabulary (`tokenizer.py`);
-2. data: a pool of ``--views`` random views of each of the 74 world objects (more for the oriented ones), rendered with lucidkit's renderer
-   from the `generate` camera distribution (premultiplied colour + alpha; backgrounds are drawn per use);
+2. data: a pool of ``--views`` random views of each of the 74 world objects (more for the oriented ones),
+   rendered with lucidkit's renderer from the `generate` camera distribution (premultiplied colour + alpha;
+   backgrounds are drawn per use);
 3. VAE: reconstruction (L1 + MSE) + a small KL term; then ``scaling_factor = 1 / std(latents)`` as SD does;
 4. UNet + text encoder, jointly: epsilon prediction with min-SNR(5) weighting on SD's noise schedule, captions
    drawn per sample (10% empty for classifier-free guidance), EMA of both;
@@ -15,9 +16,10 @@ Steps (each logged to ``DIR/train_log.txt``):
    written to ``DIR/toy_prior_quality.txt`` (see `quality.py`).
 
 Reproducible: the seed fixes the data, the initial weights, every batch and every noise draw, and the step counts
-fix the schedule. ``--minutes`` caps the wall-clock time of the three training phases (VAE 19%, diffusion 65%,
-evaluator 16%): a phase then measures its speed after a few steps and shortens its schedule to fit, which makes
-the step count (logged) depend on the machine; pass the logged step counts back to reproduce a run exactly.
+fix the schedule (up to the GPU's own non-determinism: cuDNN algorithm choice, atomics). ``--minutes`` caps the
+wall-clock time of the three training phases (VAE 19%, diffusion 65%, evaluator 16%): a phase then measures its
+speed after a few steps and shortens its schedule to fit, which makes the step count (logged) depend on the
+machine; pass the logged step counts back to reproduce a run exactly.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from lucidkit.toyworld.objects import world_objects
 
 @dataclass
 class TrainConfig:
+    """Everything a training run depends on; saved in the log and in ``train_summary.json``."""
+
     out: str = "outputs/toy-prior-train"
     """Output folder: toy-prior/, toy-evaluator/, train_log.txt, toy_prior_quality.txt, PNG grids."""
     seed: int = 0
@@ -85,7 +89,7 @@ class TrainConfig:
 
 
 class Log:
-    """Print and append to a log file; `elapsed` is seconds since the start."""
+    """Print a message with the seconds since the start, and append it to a log file."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -150,7 +154,10 @@ def _sync(device: torch.device) -> Callable[[], None]:
 
 
 def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    """bf16 autocast on CUDA; plain fp32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
 
 
 def _batch_images(pool: Pool, index: Tensor, generator: torch.Generator) -> Tensor:
@@ -306,7 +313,8 @@ def train_diffusion(unet, text_encoder, latent_mean, latent_std, scaling_factor,
         budget.after_step(step)
         if step % 500 == 0 or step == budget.total:
             stats = {"step": step, "loss_weighted": loss.item(), "mse": per_sample.mean().item()}
-            log(f"unet step {step}/{budget.total} loss(min-snr) {stats['loss_weighted']:.4f} eps-mse {stats['mse']:.4f} "
+            log(f"unet step {step}/{budget.total} loss(min-snr) {stats['loss_weighted']:.4f} "
+                f"eps-mse {stats['mse']:.4f} "
                 f"lr {optimizer.param_groups[0]['lr']:.2e}")
     ema.copy_to_params()
     unet.eval()
