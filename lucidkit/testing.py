@@ -89,7 +89,9 @@ def tiny_pipeline_components(seed: int = 0, image_size: int = 32, vae_scale_fact
 
 
 def _build_tiny_models(seed: int, image_size: int, latent_size: int, n_vae_blocks: int) -> dict:
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from lucidkit.toyworld.models import make_scheduler  # Stable Diffusion's training schedule
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -137,16 +139,7 @@ def _build_tiny_models(seed: int, image_size: int, latent_size: int, n_vae_block
         )
     )
     # Stable Diffusion's training schedule, so recipe timesteps mean the same thing here.
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        prediction_type="epsilon",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = make_scheduler()
     for model in (unet, vae, text_encoder):
         model.eval()
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
