@@ -31,6 +31,8 @@ Use --list-fields to see every field --set accepts.
 @click.option("--guidance", type=click.Choice(["ism", "sds"]), help="Score distillation method.")
 @click.option("--perp-neg/--no-perp-neg", default=None, help="Perp-Neg view negatives (against multi-face objects).")
 @click.option("--negative", help="Negative prompt (the unconditional branch of CFG).")
+@click.option("--tokenizer", type=click.Path(), help="For a single .safetensors --model: a folder with its CLIP "
+              "tokenizer (a diffusers model folder or its tokenizer/), when the hub cache has none.")
 @click.option("--lora", type=click.Path(), help="LoRA weights (diffusers format) to attach to the prior.")
 @click.option("--lora-scale", type=float, help="Strength of the LoRA (default 1.0).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="Prior precision.")
@@ -40,8 +42,8 @@ Use --list-fields to see every field --set accepts.
 @click.option("--resume", type=click.Path(), help="Continue the run in this folder from its checkpoint.")
 @click.option("--quiet", is_flag=True, help="Log lines instead of a progress bar.")
 @click.option("--list-fields", is_flag=True, help="Print every config field with its value and help, then exit.")
-def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, lora, lora_scale, precision, device,
-             sets, out, resume, quiet, list_fields):
+def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, tokenizer, lora, lora_scale, precision,
+             device, sets, out, resume, quiet, list_fields):
     """Generate a 3D Gaussian asset from a text PROMPT with Interval Score Matching."""
     from pathlib import Path
 
@@ -64,7 +66,7 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, l
         overrides = config_lib.parse_overrides(sets)
         explicit = {
             "prompt": prompt, "seed": seed,
-            "prior": {"model": model, "lora": lora, "lora_scale": lora_scale, "precision": precision,
+            "prior": {"model": model, "tokenizer": tokenizer, "lora": lora, "lora_scale": lora_scale, "precision": precision,
                       "device": device},
             "loop": {"steps": steps},
             "guidance": {"method": guidance, "perp_neg": perp_neg, "negative_prompt": negative},

@@ -29,6 +29,11 @@ class PriorConfig:
 
     model: str = "toy"
     """'toy' (shipped), 'sd21-base', 'sd15', a diffusers folder, a .safetensors file or a hub id."""
+    config: str | None = None
+    """Single .safetensors files only: a diffusers folder whose configs describe the checkpoint (default: the
+    shipped SD 1.x / 2.x architectures)."""
+    tokenizer: str | None = None
+    """Single .safetensors files only: a folder holding the CLIP tokenizer (a diffusers folder or its tokenizer/)."""
     lora: str | None = None
     """A LoRA folder or .safetensors file (diffusers format) to attach to the prior."""
     lora_scale: float = 1.0
@@ -116,7 +121,8 @@ def load_prior(cfg: PriorConfig):
     from lucidkit.prior import DiffusionPrior
 
     device = pick_device(cfg.device)
-    prior = DiffusionPrior.load(cfg.model, device=device, dtype=cfg.precision)
+    prior = DiffusionPrior.load(cfg.model, device=device, dtype=cfg.precision, config=cfg.config,
+                                tokenizer=cfg.tokenizer)
     if cfg.lora:
         prior.load_lora(cfg.lora, scale=cfg.lora_scale)
     if cfg.fast_path:

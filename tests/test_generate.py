@@ -138,3 +138,17 @@ def test_list_fields_shows_help_text(tiny_prior_dir):
     result = CliRunner().invoke(cli, ["generate", "--model", str(tiny_prior_dir), "--list-fields"])
     assert result.exit_code == 0
     assert "guidance.xs_inv_steps = 5" in result.output and "inversion" in result.output
+
+
+def test_generate_from_a_single_safetensors_file(tiny_prior_dir, tmp_path):
+    """A single original-layout checkpoint (what many users have) runs; configs and tokenizer come from a folder."""
+    from lucidkit.testing import save_tiny_single_file
+
+    ckpt = save_tiny_single_file(tmp_path / "model.safetensors", image_size=32, vae_scale_factor=4, layout="sd2")
+    out = tmp_path / "run"
+    result = generate("a red cube", "--model", str(ckpt), "--set", f"prior.config={tiny_prior_dir}",
+                      "--tokenizer", str(tiny_prior_dir), "--preset", "tiny", "--out", str(out), "--quiet",
+                      "--set", "loop.steps=2", "--set", "output.turntable_frames=0")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["spec"] == str(ckpt) and read_ply(out / "scene.ply").num_gaussians > 0
