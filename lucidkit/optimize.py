@@ -13,7 +13,6 @@ What differs between commands is only the objective, the initial Gaussians and w
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -210,7 +209,3 @@ def normalized_disparity(depth: torch.Tensor, alpha: torch.Tensor) -> torch.Tens
     norm = (disp - lo) / (hi - lo).clamp_min(1e-6)
     return torch.where(mask, norm, torch.zeros_like(norm)) * alpha
 
-
-def cosine_decay(step: int, total: int) -> float:
-    """0.5·(1 + cos(π·step/total)) — available to objectives that fade a term out."""
-    return 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0)))
