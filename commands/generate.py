@@ -71,7 +71,7 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, t
             "loop": {"steps": steps},
             "guidance": {"method": guidance, "perp_neg": perp_neg, "negative_prompt": negative},
         }
-        overrides = _deep_update(overrides, _drop_none(explicit))  # explicit flags win over --set
+        overrides = config_lib.deep_merge(overrides, _drop_none(explicit))  # explicit flags win over --set
         cfg = resolve_config(preset, overrides)
         if list_fields:
             for key, value, doc in config_lib.describe(cfg):
@@ -100,9 +100,3 @@ def _drop_none(tree: dict) -> dict:
             out[k] = v
     return out
 
-
-def _deep_update(base: dict, new: dict) -> dict:
-    merged = dict(base)
-    for k, v in new.items():
-        merged[k] = _deep_update(merged.get(k, {}), v) if isinstance(v, dict) else v
-    return merged

@@ -144,6 +144,14 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
     return tree
 
 
+def deep_merge(base: dict, new: dict) -> dict:
+    """Nested mappings merged; values of `new` win."""
+    merged = dict(base)
+    for k, v in new.items():
+        merged[k] = deep_merge(merged.get(k, {}), v) if isinstance(v, dict) else v
+    return merged
+
+
 def to_dict(cfg) -> dict:
     """Plain nested dict (tuples as lists) for YAML."""
 

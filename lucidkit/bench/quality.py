@@ -154,15 +154,15 @@ def method_overrides(method: str, prompt: str) -> dict:
 
 def run_one(prompt: str, method: str, seed: int, steps: int | None, model: str, device: str, folder: Path,
             evaluator, extra: dict | None = None) -> RunScore:
-    from lucidkit import config as config_lib
+    from lucidkit.config import deep_merge
     from lucidkit.generate import resolve_config, run
 
     overrides = {"prompt": prompt, "seed": seed, "prior": {"model": model, "device": device},
                  "output": {"turntable_frames": 0, "preview_every": 0, "checkpoint_every": 0}}
-    overrides = _merge(overrides, method_overrides(method, prompt))
+    overrides = deep_merge(overrides, method_overrides(method, prompt))
     if steps:
-        overrides = _merge(overrides, {"loop": {"steps": steps}})
-    cfg = resolve_config("toy", _merge(overrides, extra or {}))
+        overrides = deep_merge(overrides, {"loop": {"steps": steps}})
+    cfg = resolve_config("toy", deep_merge(overrides, extra or {}))
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = run(cfg, folder, quiet=True)
@@ -171,13 +171,6 @@ def run_one(prompt: str, method: str, seed: int, steps: int | None, model: str, 
 
     splats = read_ply(result.scene).splats
     return score_scene(splats, prompt, method, cfg.camera, evaluator, seconds)
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
 
 
 def bench_quality(prompts=PROMPTS, methods=METHODS, seed: int = 0, steps: int | None = None, model: str = "toy",
