@@ -57,13 +57,14 @@ def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any generate config field.")
+@click.option("--jobs", default=1, show_default=True, help="Runs at once, each in its own process (GPU: ~10).")
 @click.option("--out", default="bench/results/quality.json", show_default=True, type=click.Path(),
               help="Results JSON (a .txt table and the run folders go beside it).")
-def quality(model, n_prompts, prompt_list, methods, steps, seed, device, sets, out):
+def quality(model, n_prompts, prompt_list, methods, steps, seed, device, sets, jobs, out):
     """Generate the fixed toy prompt set with ISM, SDS and ISM without Perp-Neg; score against ground truth."""
     from lucidkit.bench.quality import PROMPTS, bench_quality
     from lucidkit.config import parse_overrides
 
     prompts = tuple(prompt_list) or (PROMPTS[:n_prompts] if n_prompts else PROMPTS)
     bench_quality(prompts=prompts, methods=tuple(m.strip() for m in methods.split(",") if m.strip()), seed=seed,
-                  steps=steps, model=model, device=device, out=out, extra=parse_overrides(sets))
+                  steps=steps, model=model, device=device, out=out, extra=parse_overrides(sets), jobs=jobs)

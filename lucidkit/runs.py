@@ -78,7 +78,7 @@ class Progress:
             return
         self.last_refresh = now
         rate = (state.step - self.start) / max(now - self.t0, 1e-9)
-        stats = f"loss {float(logs['loss']):.4g}  gaussians {logs['gaussians']}"
+        stats = f"loss {float(logs['loss']):.4g}" + (f"  gaussians {logs['gaussians']}" if "gaussians" in logs else "")
         if self.bar is not None:
             self.bar.update(self.task, completed=state.step, stats=stats, rate=f"{rate:.2f} it/s")
         else:

@@ -20,6 +20,7 @@ class FakePrior:
         self.alphas_cumprod = sd_alphas_cumprod()
         self.steps_offset = 1
         self.calls = []  # (batch, timestep)
+        self.embeddings = []  # the emb [B, L, D] of each call
 
     def embed(self, texts):
         rows = []
@@ -35,6 +36,7 @@ class FakePrior:
 
     def predict_noise(self, x, t, emb, cond=None):
         self.calls.append((x.shape[0], int(t[0])))
+        self.embeddings.append(emb)
         return torch.stack([self.eps_ref(x[i], int(t[i]), emb[i]) for i in range(x.shape[0])])
 
     def encode_images(self, images, generator=None):
@@ -160,6 +162,63 @@ def test_sds_gradient_equals_the_formula():
             for i in range(2)
         ])
         assert torch.allclose(got, want, atol=1e-10)
+
+
+def test_dds_gradient_is_the_difference_of_target_and_source_scores():
+    prior = FakePrior()
+    cfg = GuidanceConfig(method="dds", view_prompts=False, lambda_guidance=1.0, negative_prompt="blurry")
+    guide = ScoreDistillation(prior, "P", cfg, source_prompt="S")
+    z0, ref = torch.randn(2, 2, 4, 4, dtype=torch.float64), torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    n = torch.randn_like(z0)
+    t = 500
+    got = guide.latent_gradient(z0, torch.zeros(2), schedules.Interval(t=t, s=t, delta=0), n, reference_latents=ref)
+    a = prior.alphas_cumprod[t]
+    x_t, x_ref = a.sqrt() * z0 + (1 - a).sqrt() * n, a.sqrt() * ref + (1 - a).sqrt() * n
+    plain, source, neg = prior.embed(["P", "S", "blurry"])
+    cfg_eps = lambda x, e: prior.eps_ref(x, t, neg) + 7.5 * (prior.eps_ref(x, t, e) - prior.eps_ref(x, t, neg))
+    want = torch.stack([((1 - a) / a).sqrt() * (cfg_eps(x_t[i], plain) - cfg_eps(x_ref[i], source)) for i in range(2)])
+    assert torch.allclose(got, want, atol=1e-10)
+    assert [b for b, _ in prior.calls] == [8]  # both images' CFG branches in one UNet call
+    # an unedited image (z0 = reference, same prompt) gets no gradient at all
+    same = ScoreDistillation(prior, "P", cfg, source_prompt="P")
+    zero = same.latent_gradient(ref, torch.zeros(2), schedules.Interval(t=t, s=t, delta=0), n, reference_latents=ref)
+    assert zero.abs().max() < 1e-12
+    with pytest.raises(ValueError, match="source images"):
+        guide.latent_gradient(z0, torch.zeros(2), schedules.Interval(t=t, s=t, delta=0), n)
+
+
+def test_editing_without_a_negative_prompt_steers_from_the_source():
+    prior = FakePrior()
+    cfg = GuidanceConfig(method="dds", view_prompts=False, lambda_guidance=1.0)
+    guide = ScoreDistillation(prior, "P", cfg, source_prompt="S")
+    z0, ref = torch.randn(2, 2, 4, 4, dtype=torch.float64), torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    n, t = torch.randn_like(z0), 400
+    got = guide.latent_gradient(z0, torch.zeros(2), schedules.Interval(t=t, s=t, delta=0), n, reference_latents=ref)
+    a = prior.alphas_cumprod[t]
+    x_t, x_ref = a.sqrt() * z0 + (1 - a).sqrt() * n, a.sqrt() * ref + (1 - a).sqrt() * n
+    plain, source = prior.embed(["P", "S"])
+    e = lambda x, emb: prior.eps_ref(x, t, emb)
+    want = torch.stack([((1 - a) / a).sqrt() * (e(x_t[i], source) + 7.5 * (e(x_t[i], plain) - e(x_t[i], source))
+                                                - e(x_ref[i], source)) for i in range(2)])
+    assert torch.allclose(got, want, atol=1e-10)
+    assert [b for b, _ in prior.calls] == [6]  # unconditional = source: 3 branches, not 4
+
+
+def test_ism_with_a_source_prompt_inverts_with_the_source():
+    prior = FakePrior()
+    cfg = GuidanceConfig(view_prompts=False)
+    z0, noise = torch.randn(2, 2, 4, 4, dtype=torch.float64), torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    iv = schedules.Interval(t=300, s=220, delta=80)
+    edit = ScoreDistillation(prior, "P", cfg, source_prompt="S")
+    got = edit.latent_gradient(z0, torch.zeros(2), iv, noise)
+    plain = ScoreDistillation(prior, "P", cfg).latent_gradient(z0, torch.zeros(2), iv, noise)
+    assert not torch.allclose(got, plain)
+    # the same gradient as the formula with every inversion call conditioned on "S" instead of ""
+    prior.embeddings.clear()
+    edit.latent_gradient(z0, torch.zeros(2), iv, noise)
+    source = prior.embed(["S"])[0]
+    inversion = prior.embeddings[:-1]  # every call before the CFG call
+    assert len(inversion) >= 2 and all(torch.equal(e, source.expand_as(e)) for e in inversion)
 
 
 def test_latent_loss_injects_exactly_the_gradient():

@@ -173,34 +173,57 @@ def run_one(prompt: str, method: str, seed: int, steps: int | None, model: str, 
     return score_scene(splats, prompt, method, cfg.camera, evaluator, seconds)
 
 
-def bench_quality(prompts=PROMPTS, methods=METHODS, seed: int = 0, steps: int | None = None, model: str = "toy",
-                  device: str = "auto", out: str | None = None, extra: dict | None = None) -> dict:
-    """Run every (prompt, method) pair, print one table, save JSON + text next to `out`."""
-    from lucidkit.toyworld.captions import is_oriented
+def _run_job(job: tuple) -> dict:
+    """One (prompt, method) run in a worker process (its own prior and evaluator)."""
+    prompt, method, seed, steps, model, device, folder, extra, threads = job
     from lucidkit.toyworld.evaluator import ToyEvaluator
 
-    evaluator = ToyEvaluator.load()
-    work = Path(out).with_suffix("") if out else Path(tempfile.mkdtemp(prefix="lucidkit-quality-"))
-    scores = []
-    for prompt in prompts:
-        for method in methods:
-            if method == "ism-noperpneg" and not is_oriented(prompt):
-                continue  # the Perp-Neg ablation only matters where there is a front
-            score = run_one(prompt, method, seed, steps, model, device, work / method / _slug(prompt), evaluator,
-                            extra)
-            scores.append(score)
-            print(format_row(score), flush=True)
-            if out:  # after every run, so a benchmark cut short keeps what it measured
-                from lucidkit.export import write_json
+    torch.set_num_threads(threads)
+    return asdict(run_one(prompt, method, seed, steps, model, device, Path(folder), ToyEvaluator.load(), extra))
 
-                write_json(out, {"runs": [asdict(s) for s in scores], "summary": summarise(scores)})
+
+def bench_quality(prompts=PROMPTS, methods=METHODS, seed: int = 0, steps: int | None = None, model: str = "toy",
+                  device: str = "auto", out: str | None = None, extra: dict | None = None, jobs: int = 1) -> dict:
+    """Run every (prompt, method) pair, print one table, save JSON + text next to `out`.
+
+    `jobs` > 1 runs pairs in that many worker processes (the toy prior is launch-bound on a GPU, so several runs
+    share one GPU well); results are written after every finished run, so a benchmark cut short keeps them.
+    """
+    import os
+
+    from lucidkit.export import write_json
+    from lucidkit.toyworld.captions import is_oriented
+
+    work = Path(out).with_suffix("") if out else Path(tempfile.mkdtemp(prefix="lucidkit-quality-"))
+    pairs = [(p, m) for p in prompts for m in methods if m != "ism-noperpneg" or is_oriented(p)]
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    todo = [(p, m, seed, steps, model, device, str(work / m / _slug(p)), extra, threads) for p, m in pairs]
+    scores: list[RunScore] = []
+
+    def record(score: RunScore) -> None:
+        scores.append(score)
+        print(format_row(score), flush=True)
+        if out:
+            write_json(out, {"runs": [asdict(s) for s in scores], "summary": summarise(scores)})
+
+    if jobs <= 1:
+        for job in todo:
+            torch.set_num_threads(threads)
+            record(RunScore(**_run_job(job)))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(_run_job, job) for job in todo]):
+                record(RunScore(**future.result()))
+        order = {pair: i for i, pair in enumerate(pairs)}
+        scores.sort(key=lambda s: order[(s.prompt, s.method)])
     results = {"prompts": list(prompts), "methods": list(methods), "seed": seed, "steps": steps,
                "runs": [asdict(s) for s in scores], "summary": summarise(scores)}
     table = format_table(results)
     print(table, flush=True)
     if out:
-        from lucidkit.export import write_json
-
         write_json(out, results)
         Path(out).with_suffix(".txt").write_text(table + "\n")
     return results

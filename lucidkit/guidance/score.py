@@ -1,8 +1,17 @@
-"""The guidance object: rendered images in, a latent-space loss out (ISM, or SDS as a baseline).
+"""The guidance object: rendered images in, a latent-space loss out (ISM; SDS and DDS as baselines).
 
 One step serves every option: the method only decides how x_t and the target are made (`ism.py`); CFG and
 Perp-Neg are one combination (`perpneg.py`); the prior (`DiffusionPrior`) does every UNet call, so LoRA and
 ControlNet conditioning reach the guidance without changing it.
+
+Editing (`edit`, `edit-image`) adds a *source*: the prompt that describes the input and, for DDS, images of the
+input at the same views. Without a negative prompt, the source prompt is then also CFG's unconditional branch, so
+ε̂ = ε(x_t, source) + g·(ε(x_t, target) − ε(x_t, source)) steers from the input toward the target.
+    ism  target = e_s from the DDIM inversion of z0; the inversion uses the source prompt when one is given
+         (the interval then runs from the source toward the target prompt), else the empty prompt
+    sds  target = the injected noise ε
+    dds  target = ε̂(x̂_t, source), the CFG noise of the source image's latents noised with the same ε and t
+         (Delta Denoising Score: only the difference of the two scores moves z0)
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from lucidkit.guidance.schedules import Interval, sample_interval
 @dataclass
 class GuidanceConfig:
     method: str = "ism"
-    """Score distillation method: 'ism' (Interval Score Matching) or 'sds' (the DreamFusion baseline)."""
+    """Score distillation method: 'ism' (Interval Score Matching), 'sds' (the DreamFusion baseline) or, for
+    editing, 'dds' (Delta Denoising Score: target score minus the source image's score)."""
     guidance_scale: float = 7.5
     """Classifier-free guidance scale g."""
     lambda_guidance: float = 0.1
@@ -58,20 +68,28 @@ class GuidanceConfig:
 
 
 class ScoreDistillation:
-    """Turns rendered views into a loss whose gradient on the latents is the ISM (or SDS) update.
+    """Turns rendered views into a loss whose gradient on the latents is the ISM (or SDS / DDS) update.
 
-    Text embeddings are computed once here: front/side/back view prompts, the plain prompt, the negative prompt
-    and the empty prompt used for inversion.
+    Text embeddings are computed once here: front/side/back view prompts, the plain prompt, the negative prompt,
+    the empty prompt used for inversion and, when editing, the same view prompts of the source prompt.
     """
 
-    def __init__(self, prior, prompt: str, cfg: GuidanceConfig):
-        if cfg.method not in ("ism", "sds"):
-            raise ValueError(f"guidance.method must be 'ism' or 'sds', got {cfg.method!r}")
+    METHODS = ("ism", "sds", "dds")
+
+    def __init__(self, prior, prompt: str, cfg: GuidanceConfig, source_prompt: str | None = None):
+        if cfg.method not in self.METHODS:
+            raise ValueError(f"guidance.method must be one of {self.METHODS}, got {cfg.method!r}")
         self.prior, self.cfg = prior, cfg
         texts = [f"{prompt}, front view", f"{prompt}, side view", f"{prompt}, back view", prompt,
                  cfg.negative_prompt, ""]
-        emb = prior.embed(texts)  # [6, L, D]
-        self.e_front, self.e_side, self.e_back, self.e_plain, self.e_neg, self.e_empty = emb.unbind(0)
+        if source_prompt is not None:
+            texts += [f"{source_prompt}, front view", f"{source_prompt}, side view", f"{source_prompt}, back view",
+                      source_prompt]
+        emb = prior.embed(texts)  # [6 or 10, L, D]
+        self.e_front, self.e_side, self.e_back, self.e_plain, self.e_neg, self.e_empty = emb[:6].unbind(0)
+        self.source = None if source_prompt is None else emb[6:]  # [4, L, D]: front, side, back, plain
+        # editing without a negative prompt: CFG steers from the source prompt toward the target
+        self.source_is_unconditional = source_prompt is not None and not cfg.negative_prompt
         self.alphas = prior.alphas_cumprod  # [T] float32 on the prior's device
         self.steps_offset = int(getattr(prior, "steps_offset", 1))  # timestep value = index + offset
 
@@ -90,6 +108,22 @@ class ScoreDistillation:
             return self.e_plain.expand(len(azimuth_deg), *self.e_plain.shape)
         return perpneg.view_embeddings(azimuth_deg, self.e_front, self.e_side, self.e_back)
 
+    def source_embeddings(self, azimuth_deg: torch.Tensor) -> torch.Tensor:
+        """Per-view embedding of the source prompt [B, L, D] (the empty prompt when there is none)."""
+        n = len(azimuth_deg)
+        if self.source is None:
+            return self.e_empty.expand(n, *self.e_empty.shape)
+        if not self.cfg.view_prompts:
+            return self.source[3].expand(n, *self.source[3].shape)
+        return perpneg.view_embeddings(azimuth_deg, self.source[0], self.source[1], self.source[2])
+
+    def unconditional_embeddings(self, azimuth_deg: torch.Tensor) -> torch.Tensor:
+        """The unconditional branch of CFG [B, L, D]: the negative prompt; when editing without a negative prompt,
+        the source prompt, so that guidance steers from what the input shows toward the target."""
+        if self.source_is_unconditional:
+            return self.source_embeddings(azimuth_deg)
+        return self.e_neg.expand(len(azimuth_deg), *self.e_neg.shape)
+
     def sample_interval(self, step: int, generator: torch.Generator) -> Interval:
         c = self.cfg
         return sample_interval(
@@ -106,32 +140,64 @@ class ScoreDistillation:
         interval: Interval,
         noise: torch.Tensor,
         cond: dict | None = None,
+        reference_latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Steps 2–5: the gradient to inject into the latents z0 [B, C, h, w] (no graph)."""
+        """Steps 2–5: the gradient to inject into the latents z0 [B, C, h, w] (no graph).
+
+        `reference_latents` [B, C, h, w]: the source image's latents at the same views (required by 'dds').
+        """
         c, B = self.cfg, z0.shape[0]
         t, s = interval.t, interval.s
+        source = self.source_embeddings(azimuth_deg)  # [B, L, D]
         if c.method == "ism":
             x_t, target = ism.ism_noisy_latents(
-                z0, lambda x, v: self._eps(x, v, self.e_empty, cond), self.alphas, t, s,
+                z0, lambda x, v: self._eps(x, v, source, cond), self.alphas, t, s,
                 noise=noise, xs_stride=c.xs_delta_t, xs_max_steps=c.xs_inv_steps, first_timestep=self.steps_offset,
             )
         else:
             x_t, target = ism.sds_noisy_latents(z0, self.alphas, t, noise=noise)
 
-        # Step 4: every text branch in one UNet call: [negative (unconditional), positive, Perp-Neg negatives...].
+        # Step 4: every text branch in one UNet call: [unconditional, positive, Perp-Neg negatives..., and for DDS
+        # the source image's unconditional (unless it is the source prompt itself) and source branches].
         pos = self.positive_embeddings(azimuth_deg)  # [B, L, D]
-        branches = [self.e_neg.expand_as(pos), pos]
+        neg = self.unconditional_embeddings(azimuth_deg)  # [B, L, D]
+        xs, branches = [x_t, x_t], [neg, pos]
         if c.perp_neg:
             weights, front_half, _ = perpneg.perpneg_weights(azimuth_deg.cpu(), c.negative_w, c.front_decay, c.side_decay)
             negs = perpneg.perpneg_negatives(front_half, self.e_front, self.e_side)  # [B, 2, L, D]
-            branches += [negs[:, 0], negs[:, 1]]
+            xs, branches = xs + [x_t, x_t], branches + [negs[:, 0], negs[:, 1]]
+        if c.method == "dds":
+            if reference_latents is None:
+                raise ValueError("guidance 'dds' needs the source images (reference) at the same views")
+            x_ref = ism.add_noise(reference_latents, noise, self.alphas[t])  # [B, C, h, w], same ε and t
+            if self.source_is_unconditional:  # CFG of the source branch is then just ε(x̂_t, source)
+                xs, branches = xs + [x_ref], branches + [source]
+            else:
+                xs, branches = xs + [x_ref, x_ref], branches + [neg, source]
         n = len(branches)
-        eps = self._eps(x_t.repeat(n, 1, 1, 1), t, torch.cat(branches), cond).view(n, B, *x_t.shape[1:])
-        eps_negs = eps[2:].transpose(0, 1) if c.perp_neg else None  # [B, 2, C, h, w]
+        eps = self._eps(torch.cat(xs), t, torch.cat(branches), cond).view(n, B, *x_t.shape[1:])
+        eps_negs = eps[2:4].transpose(0, 1) if c.perp_neg else None  # [B, 2, C, h, w]
         eps_hat = perpneg.guided_noise(
             eps[0], eps[1], c.guidance_scale, eps_negs, weights.to(z0.device) if c.perp_neg else None
         )
+        if c.method == "dds":
+            target = eps[-1] if self.source_is_unconditional else perpneg.guided_noise(eps[-2], eps[-1], c.guidance_scale)
         return ism.score_gradient(eps_hat, target, self.alphas[t], c.lambda_guidance, c.weighting)
+
+    def latent_loss(
+        self,
+        z0: torch.Tensor,
+        azimuth_deg: torch.Tensor,
+        step: int,
+        generator: torch.Generator,
+        cond: dict | None = None,
+        reference_latents: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict]:
+        """Latents z0 [B, C, h, w] (with grad) → (loss, logs); for callers that optimise latents directly."""
+        interval = self.sample_interval(step, generator)
+        noise = torch.randn(z0.shape, generator=generator).to(z0.device, z0.dtype)
+        grad = self.latent_gradient(z0.detach(), azimuth_deg, interval, noise, cond, reference_latents)
+        return ism.latent_loss(z0, grad), {"t": interval.t, "s": interval.s}
 
     def loss(
         self,
@@ -140,11 +206,15 @@ class ScoreDistillation:
         step: int,
         generator: torch.Generator,
         cond: dict | None = None,
+        reference: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
-        """images [B, 3, H, W] in [0, 1] (with grad) → (loss, logs). Step 6: the gradient reaches z0 exactly."""
+        """images [B, 3, H, W] in [0, 1] (with grad) → (loss, logs). Step 6: the gradient reaches z0 exactly.
+
+        `reference` [B, 3, H, W]: images of the source at the same views (for 'dds').
+        """
         z0 = self.prior.encode_images(images, generator=generator)  # [B, C, h, w], differentiable
-        interval = self.sample_interval(step, generator)
-        noise = torch.randn(z0.shape, generator=generator).to(z0.device, z0.dtype)
-        grad = self.latent_gradient(z0.detach(), azimuth_deg, interval, noise, cond)
-        loss = ism.latent_loss(z0, grad)
-        return loss, {"t": interval.t, "s": interval.s}
+        ref = None
+        if reference is not None:
+            with torch.no_grad():
+                ref = self.prior.encode_images(reference, generator=generator)  # [B, C, h, w]
+        return self.latent_loss(z0, azimuth_deg, step, generator, cond, ref)
