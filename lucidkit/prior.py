@@ -810,8 +810,8 @@ class DiffusionPrior:
         self._check_images(images)
         x = (2.0 * images - 1.0).to(self.device, self.dtype)  # [B, 3, H, W] in [-1, 1]
         # one memory layout whatever the caller's strides (a permuted render, an expanded disparity map), so a
-        # compiled encoder sees a single input layout and is not recompiled
-        x = x.contiguous(memory_format=torch.channels_last if self.source.get("fast_path") else torch.contiguous_format)
+        # compiled encoder sees a single input layout and is not recompiled (contiguous: see enable_fast_path)
+        x = x.contiguous()
         dist = self.vae.encode(x).latent_dist
         z = dist.sample(generator)  # [B, C, h, w]
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
@@ -911,8 +911,6 @@ class DiffusionPrior:
         `path` is a `.safetensors` file or a folder holding `pytorch_lora_weights.safetensors`. Several LoRAs
         can be stacked; `scale` weighs this one. Text embeddings cached before are dropped. Returns the adapter name.
         """
-        from diffusers import StableDiffusionPipeline
-
         path = Path(path).expanduser()
         if path.suffix.lower() in _PICKLE_SUFFIXES:
             raise ModelLoadError(f"LoRA {path} is a pickle ({path.suffix}); pass a .safetensors file")
@@ -923,18 +921,12 @@ class DiffusionPrior:
                 "(expected a .safetensors file or a folder with pytorch_lora_weights.safetensors)"
             )
         check_safetensors_file(file)
+        from lucidkit.lora import check_lora_fits
+
+        check_lora_fits(self, file, str(path))  # a LoRA made for another model: one clear line, not a shape dump
         name = adapter_name or f"lora{len(self.source['loras'])}"
         # a pipeline object around our own models gives us diffusers' LoRA loader (all common formats)
-        pipe = StableDiffusionPipeline(
-            vae=self.vae,
-            text_encoder=self.text_encoder,
-            tokenizer=self.tokenizer,
-            unet=self.unet,
-            scheduler=self.scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        pipe = self.as_pipeline()
         with _quiet_libraries():
             try:
                 pipe.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name)
@@ -949,25 +941,47 @@ class DiffusionPrior:
         self._emb_cache.clear()
         return name
 
+    def as_pipeline(self):
+        """A `StableDiffusionPipeline` around this prior's own models (shared, not copied; no safety checker):
+        for diffusers' LoRA loader and for sampling images from the prior."""
+        from diffusers import StableDiffusionPipeline
+
+        return StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.unet,
+            scheduler=self.scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
     # --- speed and memory options -----------------------------------------------------------------------------
 
     def enable_fast_path(self, compile: bool = True) -> None:
         """Throughput settings; results change only by float rounding.
 
-        Channels-last memory layout for the UNet, VAE and ControlNet (faster convolutions on tensor cores), and on
-        CUDA cuDNN autotuning (a process-wide torch setting; float32 matmul precision is left alone).
-        Attention already uses PyTorch SDPA (flash / memory-efficient kernels), diffusers' default.
+        Channels-last memory layout for the UNet and ControlNet (faster convolutions on tensor cores), and on
+        CUDA cuDNN autotuning (a process-wide torch setting; float32 matmul precision is left alone) and plain
+        bmm attention in the VAE. UNet attention uses PyTorch SDPA (flash kernels), diffusers' default.
 
         With `compile` (CUDA only): the UNet is compiled with torch.compile in "reduce-overhead" mode — fused
         kernels replayed as CUDA graphs, one graph per batch size (B for inversion, 2B or 4B for CFG), which removes
         the per-kernel launch cost that makes eager UNet calls launch-bound — and the VAE encoder (which must also
         run backward) is compiled without CUDA graphs. Compilation takes a few minutes on the first calls.
         """
-        for model in (self.unet, self.vae, self.controlnet):
+        for model in (self.unet, self.controlnet):
             if model is not None:
                 model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
+            from diffusers.models.attention_processor import AttnProcessor
+
             torch.backends.cudnn.benchmark = True
+            # The VAE stays in the contiguous layout and its one attention layer (4096 tokens × 512 channels, one
+            # head at 512²) runs as bmm + softmax: SDPA's memory-efficient backward for head dim 512 took 17 ms of
+            # the encoder's 69 ms forward+backward, channels-last GroupNorm another ~10 ms (bench/profile_vae.py).
+            self.vae.set_attn_processor(AttnProcessor())
             if compile and not self._compiled:
                 self.unet = torch.compile(self.unet, mode="reduce-overhead", dynamic=False)
                 self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
@@ -979,8 +993,11 @@ class DiffusionPrior:
         """Trade speed for memory: the VAE recomputes its activations in the backward pass (gradient
         checkpointing of encoder/decoder blocks) and encodes/decodes one image at a time, and UNet calls run at
         most `max_unet_batch` samples at once (the CFG branches one after another). Same results."""
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
         self.vae.enable_gradient_checkpointing()
         self.vae.use_slicing = True
+        self.vae.set_attn_processor(AttnProcessor2_0())  # SDPA: no 4096² attention matrix in memory
         self.max_unet_batch = max_unet_batch
         self.source["low_memory"] = True
 
