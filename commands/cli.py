@@ -13,6 +13,9 @@ from lucidkit.errors import UserError
 COMMANDS = {
     "generate": "lucidkit.commands.generate:generate",
     "bench": "lucidkit.commands.bench:bench",
+    "edit-image": "lucidkit.commands.edit_image:edit_image",
+    "train-lora": "lucidkit.commands.train_lora:train_lora",
+    "edit": "lucidkit.commands.edit:edit",
 }
 
 

@@ -48,7 +48,6 @@ def edit_image(image, prompt, source_prompt, mask, guidance, steps, model, prese
     from pathlib import Path
 
     from lucidkit import config as config_lib
-    from lucidkit.commands.generate import _drop_none
     from lucidkit.errors import UserError
     from lucidkit.image_edit import resolve_config, run
 
@@ -58,11 +57,10 @@ def edit_image(image, prompt, source_prompt, mask, guidance, steps, model, prese
         "guidance": {"method": guidance, "negative_prompt": negative},
         "edit": {"steps": steps},
     }
-    overrides = config_lib.deep_merge(config_lib.parse_overrides(sets), _drop_none(explicit))
+    overrides = config_lib.command_overrides(sets, explicit)  # explicit flags win over --set
     cfg = resolve_config(preset, overrides)
     if list_fields:
-        for key, value, doc in config_lib.describe(cfg):
-            click.echo(f"{key} = {value!r}\n    {doc}")
+        click.echo(config_lib.fields_text(cfg))
         return
     if not image:
         raise UserError("no IMAGE given; usage: lucidkit edit-image photo.png --prompt \"...\" --out edited.png")

@@ -63,7 +63,6 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, t
     else:
         from lucidkit.generate import resolve_config
 
-        overrides = config_lib.parse_overrides(sets)
         explicit = {
             "prompt": prompt, "seed": seed,
             "prior": {"model": model, "tokenizer": tokenizer, "lora": lora, "lora_scale": lora_scale, "precision": precision,
@@ -71,11 +70,10 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, t
             "loop": {"steps": steps},
             "guidance": {"method": guidance, "perp_neg": perp_neg, "negative_prompt": negative},
         }
-        overrides = config_lib.deep_merge(overrides, _drop_none(explicit))  # explicit flags win over --set
+        overrides = config_lib.command_overrides(sets, explicit)  # explicit flags win over --set
         cfg = resolve_config(preset, overrides)
         if list_fields:
-            for key, value, doc in config_lib.describe(cfg):
-                click.echo(f"{key} = {value!r}\n    {doc}")
+            click.echo(config_lib.fields_text(cfg))
             return
         if not prompt or not prompt.strip():
             raise UserError('the prompt is empty; say what to generate, e.g. lucidkit generate "a red cube"')
@@ -87,16 +85,4 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, t
             raise
     click.echo(f"Wrote {Path(result.scene)} ({result.gaussians} Gaussians, {result.steps} updates, "
                f"{result.seconds:.1f} s) and preview.png, turntable, manifest.json in {result.folder}")
-
-
-def _drop_none(tree: dict) -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            v = _drop_none(v)
-            if v:
-                out[k] = v
-        elif v is not None:
-            out[k] = v
-    return out
 

@@ -91,6 +91,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "3e-3" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is str and isinstance(value, str):
@@ -144,6 +149,32 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
     return tree
 
 
+def drop_none(tree: dict) -> dict:
+    """The entries of a nested mapping that are set (None = a flag not given; empty sub-mappings go too)."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            v = drop_none(v)
+            if v:
+                out[k] = v
+        elif v is not None:
+            out[k] = v
+    return out
+
+
+def command_overrides(sets, explicit: dict) -> dict:
+    """A command's overrides: `--set key=value` items, then the explicit flags given (which win)."""
+    return deep_merge(parse_overrides(sets), drop_none(explicit))
+
+
+def resolve_preset(cls, command: str, preset: str | None, overrides: dict):
+    """Preset (by name or .yaml path) of `command` + overrides → a `cls` config. Without a preset: 'toy' when the
+    prior is the toy prior (the default), else 'default'."""
+    model = overrides.get("prior", {}).get("model", "toy")
+    name = preset or ("toy" if model == "toy" else "default")
+    return merge(from_dict(cls, load_yaml(preset_path(command, name))), overrides)
+
+
 def deep_merge(base: dict, new: dict) -> dict:
     """Nested mappings merged; values of `new` win."""
     merged = dict(base)
@@ -195,6 +226,11 @@ def describe(cfg, prefix: str = "") -> list[tuple[str, Any, str]]:
         else:
             rows.append((key, value, docs.get(f.name, "")))
     return rows
+
+
+def fields_text(cfg) -> str:
+    """Every field as `key = value` with its help on the next line (what `--list-fields` prints)."""
+    return "\n".join(f"{key} = {value!r}\n    {doc}" for key, value, doc in describe(cfg))
 
 
 def _join(where: str, key: str) -> str:

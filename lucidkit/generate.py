@@ -100,14 +100,8 @@ class GenerateConfig:
 
 
 def resolve_config(preset: str | None, overrides: dict, command: str = "generate") -> GenerateConfig:
-    """Preset (by name or path) + overrides → GenerateConfig. Without a preset: 'toy' for the toy prior, else
-    'default' (the recipe)."""
-    model = overrides.get("prior", {}).get("model", "toy")
-    name = preset or ("toy" if model == "toy" else "default")
-    cfg = config_lib.from_dict(GenerateConfig, config_lib.load_yaml(config_lib.preset_path(command, name)),
-                               where="")
-    return config_lib.merge(cfg, overrides)
-
+    """Preset + overrides → GenerateConfig (without a preset: 'toy' for the toy prior, else 'default')."""
+    return config_lib.resolve_preset(GenerateConfig, command, preset, overrides)
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":

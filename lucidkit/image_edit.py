@@ -59,12 +59,8 @@ class EditImageConfig:
 
 
 def resolve_config(preset: str | None, overrides: dict) -> EditImageConfig:
-    """Preset + overrides → EditImageConfig. Without a preset: 'toy' for the toy prior, else 'default'."""
-    model = overrides.get("prior", {}).get("model", "toy")
-    name = preset or ("toy" if model == "toy" else "default")
-    cfg = config_lib.from_dict(EditImageConfig, config_lib.load_yaml(config_lib.preset_path("edit-image", name)))
-    return config_lib.merge(cfg, overrides)
-
+    """Preset + overrides → EditImageConfig (without a preset: 'toy' for the toy prior, else 'default')."""
+    return config_lib.resolve_preset(EditImageConfig, "edit-image", preset, overrides)
 
 @dataclass
 class EditImageResult:

@@ -23,10 +23,10 @@ class ImageError(UserError):
     """An image file the user gave cannot be used (missing, unreadable, wrong size)."""
 
 
-def read_image(path: str | os.PathLike, what: str = "image") -> torch.Tensor:
-    """Read an image file → [H, W, 3] float32 in [0, 1], EXIF orientation applied, alpha composited on white.
+def open_image(path: str | os.PathLike, what: str = "image"):
+    """Open an image file as an upright RGB PIL image: EXIF orientation applied, transparency composited on white.
 
-    Raises ImageError naming the file when it is missing or not a readable image.
+    Raises ImageError naming the file when it is missing, not an image, truncated or corrupt.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -35,17 +35,21 @@ def read_image(path: str | os.PathLike, what: str = "image") -> torch.Tensor:
         raise ImageError(f"{what} {path} does not exist (expected a PNG, JPEG or WebP file)")
     try:
         with Image.open(path) as im:
+            im.load()  # decode now: a truncated file fails here, not later
             im = ImageOps.exif_transpose(im)
-            im.load()
-            if im.mode in ("RGBA", "LA", "P"):
-                im = im.convert("RGBA")
-                white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(white, im)
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0  # [H, W, 3]
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"{what} {path} is not a readable image ({e}); expected a PNG, JPEG or WebP file") from None
-    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ImageError(f"{what} {path} is empty ({rgb.shape[1]}x{rgb.shape[0]} pixels)")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{what} {path} is not a readable image: unreadable or corrupt ({e}); expected a PNG, "
+                         "JPEG or WebP file") from None
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        im = Image.new("RGB", rgba.size, (255, 255, 255))
+        im.paste(rgba, mask=rgba.getchannel("A"))
+    return im.convert("RGB")
+
+
+def read_image(path: str | os.PathLike, what: str = "image") -> torch.Tensor:
+    """Read an image file → [H, W, 3] float32 in [0, 1] (see `open_image`)."""
+    rgb = np.asarray(open_image(path, what), dtype=np.float32) / 255.0  # [H, W, 3]
     return torch.from_numpy(rgb.copy())
 
 

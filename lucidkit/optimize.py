@@ -110,6 +110,7 @@ def optimize(
         backgrounds = sample_backgrounds(cfg.batch_size, cfg.random_background_prob, state.generator)
         scale_mult = 1.0 + float(torch.randn(1, generator=state.generator)) * cfg.scale_jitter
         out = render_state(state.splats, cams, backgrounds, max(scale_mult, 0.5))
+        out.info["backgrounds"] = backgrounds  # [B, 3]: objectives that render a reference need the same ones
         if state.strategy is not None:
             state.strategy.step_pre_backward(state.splats, state.optimizers, state.strategy_state, step, out.info)
         loss, logs = objective(out, cams, step, state.splats)  # cameras stay on the CPU: no host syncs
@@ -121,16 +122,44 @@ def optimize(
         for opt in state.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        if state.strategy is not None and state.frozen is None:
-            state.strategy.step_post_backward(
-                state.splats, state.optimizers, state.strategy_state, step, out.info, packed=False
-            )
+        if state.strategy is not None:
+            densify_and_prune(state, step, out.info)
         state.step = step + 1
         # the loss stays a device tensor: callbacks read it only when they display it (a sync)
         logs = {"loss": loss.detach(), "gaussians": len(state.splats["means"]), **logs}
         for cb in callbacks:
             cb(state, logs)
     return state
+
+
+def densify_and_prune(state: TrainState, step: int, info: dict) -> None:
+    """The strategy's post-backward step (statistics, clone/split/prune, opacity reset), in place on `state`.
+
+    Frozen Gaussians (`state.frozen`) are never cloned, split, pruned or reset: while the strategy runs they look
+    unseen (no screen radius, so no gradient statistics) and small and opaque (so no prune rule applies), and
+    their true opacities and scales are put back afterwards. The mask rides in the strategy state, which gsplat's
+    ops carry through every clone, split and prune like any other per-Gaussian tensor.
+    """
+    if state.frozen is None:
+        state.strategy.step_post_backward(state.splats, state.optimizers, state.strategy_state, step, info,
+                                          packed=False)
+        return
+    frozen = state.frozen  # [N] bool
+    info = {**info, "radii": info["radii"].masked_fill(frozen[None, :, None], 0)}  # [C, N, 2]
+    with torch.no_grad():
+        kept = {name: state.splats[name][frozen].clone() for name in ("opacities", "scales")}
+        state.splats["opacities"][frozen] = 20.0  # sigmoid = 1: above any opacity threshold
+        state.splats["scales"][frozen] = -20.0  # exp = 2e-9: below any size threshold
+    state.strategy_state["frozen"] = frozen
+    try:
+        state.strategy.step_post_backward(state.splats, state.optimizers, state.strategy_state, step, info,
+                                          packed=False)
+    finally:
+        frozen = state.strategy_state.pop("frozen")
+        with torch.no_grad():
+            for name, values in kept.items():
+                state.splats[name][frozen] = values
+        state.frozen = frozen
 
 
 # ---------------------------------------------------------------------------------------------------------------

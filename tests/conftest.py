@@ -28,3 +28,14 @@ def tiny_prior_dir(tmp_path_factory):
     from lucidkit.testing import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("prior") / "tiny", image_size=32, vae_scale_factor=4)
+
+
+def one_line_error(result, *words):
+    """A CLI result that failed the way bad input must: exit 2, exactly one `Error:` line naming `words`, no
+    traceback."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    assert "Traceback" not in result.output
+    for w in words:
+        assert w in lines[0], (w, lines[0])

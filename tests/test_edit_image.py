@@ -13,6 +13,8 @@ from PIL import Image
 
 from lucidkit.commands.cli import cli
 
+from conftest import one_line_error
+
 
 def _write(path, array):
     Image.fromarray(array).save(path)
@@ -89,41 +91,33 @@ def test_every_method_runs_from_the_same_flags(red_cube_png, tmp_path, method):
     assert json.loads((tmp_path / "o.json").read_text())["method"] == method
 
 
-def _one_error_line(r, *needles):
-    assert r.exit_code == 2, r.output
-    lines = [line for line in r.output.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), r.output
-    assert "Traceback" not in r.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
 
 def test_bad_inputs_get_one_clear_error(red_cube_png, tmp_path):
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"this is not an image")
-    _one_error_line(_run(garbage, "--prompt", "a blue cube", "--out", tmp_path / "o.png"), "garbage.png",
+    one_line_error(_run(garbage, "--prompt", "a blue cube", "--out", tmp_path / "o.png"), "garbage.png",
                     "not a readable image")
-    _one_error_line(_run(tmp_path / "missing.png", "--prompt", "a blue cube", "--out", tmp_path / "o.png"),
+    one_line_error(_run(tmp_path / "missing.png", "--prompt", "a blue cube", "--out", tmp_path / "o.png"),
                     "missing.png", "does not exist")
-    _one_error_line(_run(red_cube_png, "--prompt", "  ", "--out", tmp_path / "o.png"), "prompt is empty")
+    one_line_error(_run(red_cube_png, "--prompt", "  ", "--out", tmp_path / "o.png"), "prompt is empty")
     small_mask = _write(tmp_path / "small.png", np.full((10, 10, 3), 255, dtype=np.uint8))
-    _one_error_line(_run(red_cube_png, "--prompt", "a blue cube", "--mask", small_mask, "--out", tmp_path / "o.png"),
+    one_line_error(_run(red_cube_png, "--prompt", "a blue cube", "--mask", small_mask, "--out", tmp_path / "o.png"),
                     "small.png", "10x10", "64x64")
     black = _write(tmp_path / "black.png", np.zeros((64, 64, 3), dtype=np.uint8))
-    _one_error_line(_run(red_cube_png, "--prompt", "a blue cube", "--mask", black, "--out", tmp_path / "o.png"),
+    one_line_error(_run(red_cube_png, "--prompt", "a blue cube", "--mask", black, "--out", tmp_path / "o.png"),
                     "all black")
-    _one_error_line(_run(red_cube_png, "--prompt", "a blue cube", "--out", tmp_path / "o.jpg"), ".png")
+    one_line_error(_run(red_cube_png, "--prompt", "a blue cube", "--out", tmp_path / "o.jpg"), ".png")
     assert not list(tmp_path.glob("o.*"))  # nothing half-written
 
 
 def test_existing_output_is_not_overwritten(red_cube_png, tmp_path):
     out = tmp_path / "keep.png"
     out.write_bytes(b"precious")
-    _one_error_line(_run(red_cube_png, "--prompt", "a blue cube", "--steps", "1", "--out", out), "already exists",
+    one_line_error(_run(red_cube_png, "--prompt", "a blue cube", "--steps", "1", "--out", out), "already exists",
                     "--overwrite")
     assert out.read_bytes() == b"precious"
     before = red_cube_png.read_bytes()
-    _one_error_line(_run(red_cube_png, "--prompt", "a blue cube", "--out", red_cube_png), "input")
+    one_line_error(_run(red_cube_png, "--prompt", "a blue cube", "--out", red_cube_png), "input")
     assert red_cube_png.read_bytes() == before
 
 

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from lucidkit.commands.cli import cli
 from lucidkit.splat.scene import read_ply
 
+from conftest import one_line_error
+
 
 def generate(*args):
     return CliRunner().invoke(cli, ["generate", *args], catch_exceptions=False)
@@ -79,14 +81,6 @@ def test_new_run_refuses_to_overwrite_a_run(tiny_prior_dir, tmp_path):
     assert result.exit_code != 0 and "already holds a run" in result.output
     assert (out / "scene.ply").read_bytes() == before
 
-
-def one_line_error(result, *words):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
-    assert "Traceback" not in result.output
-    for w in words:
-        assert w in lines[0], (w, lines[0])
 
 
 def test_bad_input_gives_one_clear_line(tiny_prior_dir, tmp_path):
