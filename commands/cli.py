@@ -58,6 +58,9 @@ def cli():
       lucidkit generate "a red and yellow striped cube"                 # the shipped toy prior, CPU is fine
       lucidkit generate "a DSLR photo of a hamburger" --model /models/stable-diffusion-2-1-base
       lucidkit generate --resume outputs/a-dslr-photo-of-a-hamburger-20261124-101500
+      lucidkit edit samples/red-cube.ply --prompt "a blue cube" --source-prompt "a red cube"
+      lucidkit edit-image photo.png --prompt "a blue cube" --source-prompt "a red cube" --out edited.png
+      lucidkit train-lora samples/lora-subject --token sks --class-word toy --out loras/sks-toy
     """
 
 
