@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from lucidkit.commands import options
+
 EPILOG = """\b
 Examples:
   lucidkit edit scene.ply --prompt "a blue cube" --source-prompt "a red cube"      # toy prior (shipped), CPU
@@ -31,20 +33,19 @@ Presets: presets/edit/*.yaml (default = SD 2.1-base; toy). Use --list-fields to 
 @click.option("--region", help="Only Gaussians inside change: box:x0,y0,z0,x1,y1,z1 or sphere:x,y,z,r.")
 @click.option("--up", type=click.Choice(["z", "-z", "y", "-y", "x", "-x"]), help="The file's up axis (default z).")
 @click.option("--anchor", type=float, help="Strength of the pull toward the original Gaussians (anchor.strength).")
-@click.option("--model", help="Prior: 'toy' (default, shipped), 'sd21-base', 'sd15', a diffusers folder, "
-              "a .safetensors file or a hub id.")
-@click.option("--preset", help="Preset name or .yaml path (default: 'toy' for the toy prior, else 'default').")
-@click.option("--seed", type=int, help="Random seed (recorded in the manifest).")
+@options.model
+@options.preset
+@options.seed
 @click.option("--steps", type=int, help="Number of updates (loop.steps).")
 @click.option("--guidance", type=click.Choice(["ism", "sds", "dds"]), help="Score distillation method.")
 @click.option("--negative", help="Negative prompt (the unconditional branch of CFG).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="Prior precision.")
-@click.option("--device", help="'auto', 'cpu' or 'cuda[:N]'.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config field (repeatable).")
+@options.precision
+@options.device
+@options.sets
 @click.option("--out", type=click.Path(), help="Run folder (default outputs/<prompt>-<time>/).")
 @click.option("--resume", type=click.Path(), help="Continue the run in this folder from its checkpoint.")
-@click.option("--quiet", is_flag=True, help="Log lines instead of a progress bar.")
-@click.option("--list-fields", is_flag=True, help="Print every config field with its value and help, then exit.")
+@options.quiet
+@options.list_fields
 def edit(scene, prompt, source_prompt, cameras, region, up, anchor, model, preset, seed, steps, guidance, negative,
          precision, device, sets, out, resume, quiet, list_fields):
     """Edit the 3D Gaussian scene SCENE (.ply) toward a text --prompt with Interval Score Matching."""

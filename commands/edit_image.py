@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from lucidkit.commands import options
+
 EPILOG = """\b
 Examples:
   lucidkit edit-image cube.png --prompt "a blue cube" --source-prompt "a red cube" --out blue.png   # toy prior
@@ -28,20 +30,19 @@ toy = the shipped prior). Use --list-fields to see every field --set accepts.
 @click.option("--mask", type=click.Path(), help="Mask image of the input's size: white = may change, black = keep.")
 @click.option("--guidance", type=click.Choice(["ism", "sds", "dds"]), help="Method (default ism).")
 @click.option("--steps", type=int, help="Number of updates (edit.steps).")
-@click.option("--model", help="Prior: 'toy' (default, shipped), 'sd21-base', 'sd15', a diffusers folder, "
-              "a .safetensors file or a hub id.")
-@click.option("--preset", help="Preset name or .yaml path (default: 'toy' for the toy prior, else 'default').")
-@click.option("--seed", type=int, help="Random seed (recorded in the manifest).")
+@options.model
+@options.preset
+@options.seed
 @click.option("--negative", help="Negative prompt (default: the source prompt is CFG's unconditional branch).")
-@click.option("--lora", type=click.Path(), help="LoRA weights (diffusers format) to attach to the prior.")
-@click.option("--lora-scale", type=float, help="Strength of the LoRA (default 1.0).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="Prior precision.")
-@click.option("--device", help="'auto', 'cpu' or 'cuda[:N]'.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config field (repeatable).")
+@options.lora
+@options.lora_scale
+@options.precision
+@options.device
+@options.sets
 @click.option("--out", type=click.Path(), help="Edited image, .png (default: <image>-edited.png beside the input).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option("--quiet", is_flag=True, help="Log lines instead of a progress bar.")
-@click.option("--list-fields", is_flag=True, help="Print every config field with its value and help, then exit.")
+@options.quiet
+@options.list_fields
 def edit_image(image, prompt, source_prompt, mask, guidance, steps, model, preset, seed, negative, lora, lora_scale,
                precision, device, sets, out, overwrite, quiet, list_fields):
     """Edit IMAGE toward a text --prompt with Interval Score Matching (or SDS / DDS)."""
@@ -64,8 +65,6 @@ def edit_image(image, prompt, source_prompt, mask, guidance, steps, model, prese
         return
     if not image:
         raise UserError("no IMAGE given; usage: lucidkit edit-image photo.png --prompt \"...\" --out edited.png")
-    if not cfg.prompt.strip():
-        raise UserError('the target prompt is empty; say what the image should show, e.g. --prompt "a blue cube"')
     image = Path(image)
     out = Path(out) if out else image.with_name(f"{image.stem}-edited.png")
     result = run(cfg, image, out, Path(mask) if mask else None, overwrite=overwrite, quiet=quiet,

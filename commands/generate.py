@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from lucidkit.commands import options
+
 EPILOG = """\b
 Examples:
   lucidkit generate "a blue and white checkered sphere"               # toy prior (shipped), ~minutes on a CPU
@@ -23,25 +25,24 @@ Use --list-fields to see every field --set accepts.
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("prompt", required=False)
-@click.option("--model", help="Prior: 'toy' (default, shipped), 'sd21-base', 'sd15', a diffusers folder, "
-              "a .safetensors file or a hub id.")
-@click.option("--preset", help="Preset name or .yaml path (default: 'toy' for the toy prior, else 'default').")
-@click.option("--seed", type=int, help="Random seed (recorded in the manifest).")
+@options.model
+@options.preset
+@options.seed
 @click.option("--steps", type=int, help="Number of updates (loop.steps).")
 @click.option("--guidance", type=click.Choice(["ism", "sds"]), help="Score distillation method.")
 @click.option("--perp-neg/--no-perp-neg", default=None, help="Perp-Neg view negatives (against multi-face objects).")
 @click.option("--negative", help="Negative prompt (the unconditional branch of CFG).")
 @click.option("--tokenizer", type=click.Path(), help="For a single .safetensors --model: a folder with its CLIP "
               "tokenizer (a diffusers model folder or its tokenizer/), when the hub cache has none.")
-@click.option("--lora", type=click.Path(), help="LoRA weights (diffusers format) to attach to the prior.")
-@click.option("--lora-scale", type=float, help="Strength of the LoRA (default 1.0).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="Prior precision.")
-@click.option("--device", help="'auto', 'cpu' or 'cuda[:N]'.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config field (repeatable).")
+@options.lora
+@options.lora_scale
+@options.precision
+@options.device
+@options.sets
 @click.option("--out", type=click.Path(), help="Run folder (default outputs/<prompt>-<time>/).")
 @click.option("--resume", type=click.Path(), help="Continue the run in this folder from its checkpoint.")
-@click.option("--quiet", is_flag=True, help="Log lines instead of a progress bar.")
-@click.option("--list-fields", is_flag=True, help="Print every config field with its value and help, then exit.")
+@options.quiet
+@options.list_fields
 def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, tokenizer, lora, lora_scale, precision,
              device, sets, out, resume, quiet, list_fields):
     """Generate a 3D Gaussian asset from a text PROMPT with Interval Score Matching."""

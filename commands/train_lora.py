@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from lucidkit.commands import options
+
 EPILOG = """\b
 Examples:
   lucidkit train-lora photos/ --token sks --class-word dog --model sd21-base --out loras/rex   # GPU, minutes
@@ -30,13 +32,13 @@ checkpoint.pt, class_images/. Presets: presets/train-lora/*.yaml (default = SD r
 @click.option("--prompt", help="The whole instance prompt instead of token + class word.")
 @click.option("--model", help="Prior: 'toy' (default, shipped), 'sd21-base', 'sd15', a diffusers folder, "
               "a .safetensors file or a hub id. Generate with the same prior.")
-@click.option("--preset", help="Preset name or .yaml path (default: 'toy' for the toy prior, else 'default').")
+@options.preset
 @click.option("--rank", type=int, help="LoRA rank (lora.rank).")
 @click.option("--learning-rate", "--lr", "learning_rate", type=float, help="Learning rate (train.learning_rate).")
 @click.option("--steps", type=int, help="Optimiser steps (train.steps).")
 @click.option("--batch-size", type=int, help="Photos per step (train.batch_size).")
 @click.option("--resolution", type=int, help="Training image side in pixels (default: the prior's).")
-@click.option("--seed", type=int, help="Random seed (recorded in the manifest).")
+@options.seed
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="Frozen weights and autocast: auto = bf16 on CUDA, fp32 on CPU; LoRA matrices train in fp32.")
 @click.option("--train-text-encoder/--no-train-text-encoder", default=None, help="Also adapt the text encoder.")
@@ -50,12 +52,12 @@ checkpoint.pt, class_images/. Presets: presets/train-lora/*.yaml (default = SD r
 @click.option("--checkpoint-every", type=int, help="Write checkpoint.pt every N steps.")
 @click.option("--skip-bad-images", is_flag=True, default=None,
               help="Skip unreadable or too-small photos (each is named) instead of stopping.")
-@click.option("--device", help="'auto', 'cpu' or 'cuda[:N]'.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config field (repeatable).")
+@options.device
+@options.sets
 @click.option("--out", type=click.Path(), help="Run folder (default outputs/lora-<token>-<time>/).")
 @click.option("--resume", type=click.Path(), help="Continue the run in this folder from its checkpoint.")
-@click.option("--quiet", is_flag=True, help="Log lines instead of a progress bar.")
-@click.option("--list-fields", is_flag=True, help="Print every config field with its value and help, then exit.")
+@options.quiet
+@options.list_fields
 def train_lora(images, token, class_word, prompt, model, preset, rank, learning_rate, steps, batch_size, resolution,
                seed, precision, train_text_encoder, prior_preservation, class_prompt, num_class_images,
                validation_prompts, validation_every, checkpoint_every, skip_bad_images, device, sets, out, resume,

@@ -164,6 +164,8 @@ def run(cfg: EditImageConfig, input_path: Path, out: Path, mask_path: Path | Non
     from lucidkit import export, runs
     from lucidkit.images import read_image, read_mask
 
+    if not cfg.prompt.strip():
+        raise UserError('the target prompt is empty; say what the image should show, e.g. --prompt "a blue cube"')
     paths = output_paths(out)
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {out} must end in .png (the edited image is written losslessly)")
@@ -173,9 +175,7 @@ def run(cfg: EditImageConfig, input_path: Path, out: Path, mask_path: Path | Non
         taken = [p for p in paths.values() if p.exists()]
         if taken:
             raise UserError(f"{taken[0]} already exists; pass --overwrite or choose another --out")
-    export.check_writable_dir(out.parent if str(out.parent) else Path("."))
-    if not cfg.prompt.strip():
-        raise UserError('the target prompt is empty; say what the image should show, e.g. --prompt "a blue cube"')
+    export.check_writable_dir(out.parent)
     image = read_image(input_path)  # [H, W, 3]
     mask = None if mask_path is None else read_mask(mask_path, tuple(image.shape[:2]))
     prior = load_prior(cfg.prior)

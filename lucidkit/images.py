@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from lucidkit.errors import UserError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # what photo folders are scanned for
 
 
 class ImageError(UserError):

@@ -36,10 +36,10 @@ import torch
 
 from lucidkit import config as config_lib
 from lucidkit.errors import UserError
+from lucidkit.images import IMAGE_SUFFIXES
+from lucidkit.optimize import CHECKPOINT_NAME, read_checkpoint
 
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
-CHECKPOINT_NAME = "checkpoint.pt"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the attention projections of every transformer block
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
@@ -656,12 +656,7 @@ def save_checkpoint(state: LoraState, folder: Path) -> Path:
 def load_checkpoint(state: LoraState, folder: Path) -> LoraState:
     """Restore `state` (freshly built from the same config) from `folder/checkpoint.pt` (safe load)."""
     path = folder / CHECKPOINT_NAME
-    if not path.exists():
-        raise UserError(f"cannot resume: {path} does not exist (the run folder has no checkpoint yet)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
-        raise UserError(f"cannot resume: {path} is not a readable lucidkit checkpoint ({err})") from None
+    payload = read_checkpoint(folder)
     if set(payload["lora"]) != set(state.params):
         raise UserError(f"cannot resume: {path} holds other LoRA layers than {folder / 'config.yaml'} describes")
     with torch.no_grad():

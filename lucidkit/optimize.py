@@ -189,15 +189,20 @@ def save_checkpoint(state: TrainState, folder: Path) -> Path:
     return path
 
 
-def load_checkpoint(folder: Path, optim: OptimConfig, strategy, device) -> TrainState:
-    """Rebuild a TrainState from `folder/checkpoint.pt` (safe load: tensors and numbers only)."""
+def read_checkpoint(folder: Path) -> dict:
+    """The payload of `folder/checkpoint.pt` (safe load: tensors and numbers only) or one clear UserError."""
     path = Path(folder) / CHECKPOINT_NAME
     if not path.exists():
         raise UserError(f"cannot resume: {path} does not exist (the run folder has no checkpoint yet)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
         raise UserError(f"cannot resume: {path} is not a readable lucidkit checkpoint ({e})") from None
+
+
+def load_checkpoint(folder: Path, optim: OptimConfig, strategy, device) -> TrainState:
+    """Rebuild a TrainState from `folder/checkpoint.pt`."""
+    payload = read_checkpoint(folder)
     splats = torch.nn.ParameterDict(
         {k: torch.nn.Parameter(v.to(device)) for k, v in payload["splats"].items()}
     )

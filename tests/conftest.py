@@ -1,4 +1,5 @@
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -39,3 +40,22 @@ def one_line_error(result, *words):
     assert "Traceback" not in result.output
     for w in words:
         assert w in lines[0], (w, lines[0])
+
+
+@contextmanager
+def interrupted_at(step: int):
+    """Ctrl-C right after update `step`, raised from the progress callback that every run command uses."""
+    import lucidkit.runs as runs
+
+    original = runs.Progress.__call__
+
+    def interrupt(self, state, logs):
+        original(self, state, logs)
+        if state.step == step:
+            raise KeyboardInterrupt
+
+    runs.Progress.__call__ = interrupt
+    try:
+        yield
+    finally:
+        runs.Progress.__call__ = original

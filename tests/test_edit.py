@@ -19,7 +19,7 @@ from lucidkit.edit import UP_ROTATIONS, SceneFrame, parse_region, sh_rotation
 from lucidkit.splat.render import render
 from lucidkit.splat.scene import activated, num_sh_bases, read_ply, read_vertices, write_ply, write_vertices
 
-from conftest import one_line_error
+from conftest import interrupted_at, one_line_error
 
 TINY_PRESET = """\
 loop: {steps: 4, batch_size: 2}
@@ -207,27 +207,17 @@ def test_region_edit_changes_only_the_region(tiny, tmp_path):
         assert torch.equal(checkpoint["splats"][name][frozen], values[index[frozen]]), name
 
 
-def test_resume_continues_to_the_same_result(tiny, tmp_path, monkeypatch):
+def test_resume_continues_to_the_same_result(tiny, tmp_path):
     splats = blob(200, sh_degree=0, seed=3)
     scene = write_ply(tmp_path / "in.ply", splats, normals=torch.randn(200, 3), with_normals=True)
     args = [str(scene), "--prompt", "a red cube", "--source-prompt", "a cube", *tiny]
     full = tmp_path / "full"
     assert edit(*args, "--out", str(full)).exit_code == 0
 
-    import lucidkit.runs as runs
-
-    original = runs.Progress.__call__
-
-    def interrupt_at_2(self, state, logs):
-        original(self, state, logs)
-        if state.step == 2:
-            raise KeyboardInterrupt
-
     part = tmp_path / "part"
-    monkeypatch.setattr(runs.Progress, "__call__", interrupt_at_2)
-    result = edit(*args, "--out", str(part))
+    with interrupted_at(2):
+        result = edit(*args, "--out", str(part))
     assert result.exit_code == 2 and "interrupted at step 2/4" in result.output and "--resume" in result.output
-    monkeypatch.setattr(runs.Progress, "__call__", original)
     result = edit("--resume", str(part), "--quiet")
     assert result.exit_code == 0, result.output
     a, b = read_ply(full / "scene.ply"), read_ply(part / "scene.ply")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from lucidkit.commands.cli import cli
 from lucidkit.splat.scene import read_ply
 
-from conftest import one_line_error
+from conftest import interrupted_at, one_line_error
 
 
 def generate(*args):
@@ -43,25 +43,15 @@ def test_generate_writes_every_output(tiny_prior_dir, tmp_path):
     assert preview.shape == (2 * 2 * 32, 4 * 32, 3)  # 2 rings × (RGB row + depth row), 4 views of 32²
 
 
-def test_resume_continues_to_the_same_result(tiny_prior_dir, tmp_path, monkeypatch):
+def test_resume_continues_to_the_same_result(tiny_prior_dir, tmp_path):
     full = tmp_path / "full"
     assert generate("a blue cube", *tiny_args(tiny_prior_dir, full)).exit_code == 0
 
-    import lucidkit.runs as runs
-
-    original = runs.Progress.__call__
-
-    def interrupt_at_3(self, state, logs):
-        original(self, state, logs)
-        if state.step == 3:
-            raise KeyboardInterrupt
-
     part = tmp_path / "part"
-    monkeypatch.setattr(runs.Progress, "__call__", interrupt_at_3)
-    result = generate("a blue cube", *tiny_args(tiny_prior_dir, part))
+    with interrupted_at(3):
+        result = generate("a blue cube", *tiny_args(tiny_prior_dir, part))
     assert result.exit_code == 2 and "interrupted at step 3/6" in result.output
     assert "--resume" in result.output and not (part / "scene.ply").exists()
-    monkeypatch.setattr(runs.Progress, "__call__", original)
 
     result = generate("--resume", str(part), "--quiet")
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ from PIL import Image
 from lucidkit.commands.cli import cli
 from lucidkit.lora import DataConfig, load_subject, read_image
 
-from conftest import one_line_error
+from conftest import interrupted_at, one_line_error
 
 RED, BLUE = (220, 20, 20), (20, 40, 220)
 
@@ -90,28 +90,18 @@ def test_lora_loads_in_diffusers_and_drives_generate(tiny_prior_dir, photos, tmp
     assert loras == [{"path": str(out), "scale": 0.8, "adapter": "lora0"}]
 
 
-def test_resume_continues_to_the_same_weights(tiny_prior_dir, photos, tmp_path, monkeypatch):
+def test_resume_continues_to_the_same_weights(tiny_prior_dir, photos, tmp_path):
     from safetensors.torch import load_file
 
     no_extras = ["--no-prior-preservation", "--validation-every", 0, "--set", "validation.images_per_prompt=1"]
     full = tmp_path / "full"
     invoke("train-lora", photos, *tiny_args(tiny_prior_dir, full, *no_extras))
 
-    import lucidkit.runs as runs
-
-    original = runs.Progress.__call__
-
-    def interrupt_at_2(self, state, logs):
-        original(self, state, logs)
-        if state.step == 2:
-            raise KeyboardInterrupt
-
     part = tmp_path / "part"
-    monkeypatch.setattr(runs.Progress, "__call__", interrupt_at_2)
-    result = invoke("train-lora", photos, *tiny_args(tiny_prior_dir, part, *no_extras), ok=False)
+    with interrupted_at(2):
+        result = invoke("train-lora", photos, *tiny_args(tiny_prior_dir, part, *no_extras), ok=False)
     assert result.exit_code == 2 and "interrupted at step 2/4" in result.output and "--resume" in result.output
     assert not (part / "pytorch_lora_weights.safetensors").exists()
-    monkeypatch.setattr(runs.Progress, "__call__", original)
 
     invoke("train-lora", "--resume", part, "--quiet")
     manifest = json.loads((part / "manifest.json").read_text())
