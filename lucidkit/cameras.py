@@ -19,6 +19,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from lucidkit.devices import to_device
+
 
 @dataclass
 class CameraBatch:
@@ -38,7 +40,7 @@ class CameraBatch:
 
     def to(self, device: torch.device | str) -> "CameraBatch":
         """The same cameras with every tensor on ``device``."""
-        moved = {name: getattr(self, name).to(device) for name in _TENSOR_FIELDS}
+        moved = {name: to_device(getattr(self, name), device) for name in _TENSOR_FIELDS}
         return replace(self, **moved)
 
     def camera_centers(self) -> Tensor:

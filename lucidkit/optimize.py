@@ -20,6 +20,7 @@ from typing import Callable, Protocol
 import torch
 
 from lucidkit.cameras import CameraBatch, OrbitSampler
+from lucidkit.devices import to_device
 from lucidkit.errors import UserError
 from lucidkit.splat.render import RenderOutput, render
 from lucidkit.splat.scene import OptimConfig, activated, apply_lrs, make_optimizers
@@ -89,8 +90,8 @@ def render_state(splats, cams: CameraBatch, backgrounds: torch.Tensor | None, sc
     device = a["means"].device
     return render(
         a["means"], a["quats"], a["scales"] * scale_mult, a["opacities"], a["sh"],
-        cams.viewmats.to(device), cams.Ks.to(device), cams.width, cams.height,
-        backgrounds=None if backgrounds is None else backgrounds.to(device), sh_degree=a["sh_degree"],
+        to_device(cams.viewmats, device), to_device(cams.Ks, device), cams.width, cams.height,
+        backgrounds=None if backgrounds is None else to_device(backgrounds, device), sh_degree=a["sh_degree"],
     )
 
 

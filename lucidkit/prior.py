@@ -35,6 +35,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from lucidkit.devices import to_device
 from lucidkit.errors import UserError
 from lucidkit.models import TOY, get_model, model_names, toy_prior_dir
 
@@ -617,6 +618,7 @@ class DiffusionPrior:
         )
         self.controlnet = None
         self._compiled = False
+        self._vae_layout = torch.contiguous_format  # the encoder's input layout (channels-last once compiled)
         self.max_unet_batch = 0  # 0 = no limit
         self.source: dict[str, Any] = {
             "dtype": _dtype_name(self.dtype),
@@ -810,10 +812,18 @@ class DiffusionPrior:
         self._check_images(images)
         x = (2.0 * images - 1.0).to(self.device, self.dtype)  # [B, 3, H, W] in [-1, 1]
         # one memory layout whatever the caller's strides (a permuted render, an expanded disparity map), so a
-        # compiled encoder sees a single input layout and is not recompiled (contiguous: see enable_fast_path)
-        x = x.contiguous()
+        # compiled encoder sees a single input layout and is not recompiled (see enable_fast_path)
+        x = x.contiguous(memory_format=self._vae_layout)
+        # the sampling noise is drawn first and copied without a host sync (diffusers' dist.sample(generator)
+        # draws the same numbers, but copies them from a CPU generator only after the encoder has been queued,
+        # which made the CPU wait for the whole encoder forward pass)
+        f = self.vae_scale_factor
+        shape = (x.shape[0], self.latent_channels, x.shape[2] // f, x.shape[3] // f)
+        noise = torch.randn(shape, generator=generator, dtype=self.dtype,
+                            device=generator.device if generator is not None else self.device)
+        noise = to_device(noise, self.device)
         dist = self.vae.encode(x).latent_dist
-        z = dist.sample(generator)  # [B, C, h, w]
+        z = dist.mean + dist.std * noise  # [B, C, h, w]
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
         return ((z - shift) * self.scaling_factor).float()
 
@@ -964,12 +974,13 @@ class DiffusionPrior:
 
         Channels-last memory layout for the UNet and ControlNet (faster convolutions on tensor cores), and on
         CUDA cuDNN autotuning (a process-wide torch setting; float32 matmul precision is left alone) and plain
-        bmm attention in the VAE. UNet attention uses PyTorch SDPA (flash kernels), diffusers' default.
+        bmm attention in the VAE. UNet attention uses PyTorch SDPA (cuDNN/flash kernels), diffusers' default.
 
         With `compile` (CUDA only): the UNet is compiled with torch.compile in "reduce-overhead" mode — fused
         kernels replayed as CUDA graphs, one graph per batch size (B for inversion, 2B or 4B for CFG), which removes
         the per-kernel launch cost that makes eager UNet calls launch-bound — and the VAE encoder (which must also
-        run backward) is compiled without CUDA graphs. Compilation takes a few minutes on the first calls.
+        run backward) is compiled without CUDA graphs, channels-last, with GroupNorms written for that layout
+        (`lucidkit/groupnorm.py`). Compilation takes a few minutes on the first calls.
         """
         for model in (self.unet, self.controlnet):
             if model is not None:
@@ -978,11 +989,21 @@ class DiffusionPrior:
             from diffusers.models.attention_processor import AttnProcessor
 
             torch.backends.cudnn.benchmark = True
-            # The VAE stays in the contiguous layout and its one attention layer (4096 tokens × 512 channels, one
-            # head at 512²) runs as bmm + softmax: SDPA's memory-efficient backward for head dim 512 took 17 ms of
-            # the encoder's 69 ms forward+backward, channels-last GroupNorm another ~10 ms (bench/profile_vae.py).
+            # The VAE's one attention layer (4096 tokens × 512 channels, one head at 512²) runs as bmm + softmax:
+            # SDPA's memory-efficient backward for head dim 512 took 17 ms of the encoder's 69 ms forward+backward
+            # (bench/results/profile_vae.txt).
             self.vae.set_attn_processor(AttnProcessor())
             if compile and not self._compiled:
+                # Compiled, the encoder runs channels-last: cuDNN's Hopper convolutions are NHWC-only, and in the
+                # contiguous layout each one transposes its input and output (~10 ms of 39). nn.GroupNorm reads
+                # channels-last memory badly, so its statistics are taken per channel first (−5.8 ms measured,
+                # bench/results/levers.md). Eager, the contiguous layout stays faster (aten's GroupNorm kernels).
+                from lucidkit.groupnorm import use_channels_last_group_norm
+
+                use_channels_last_group_norm(self.vae.encoder)
+                self.vae.encoder.to(memory_format=torch.channels_last)
+                self.vae.quant_conv.to(memory_format=torch.channels_last)
+                self._vae_layout = torch.channels_last
                 self.unet = torch.compile(self.unet, mode="reduce-overhead", dynamic=False)
                 self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
                 self._compiled = True

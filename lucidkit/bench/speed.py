@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -30,17 +29,16 @@ def _sync(device):
 
 
 def time_ms(fn, device, repeat: int = 10, warmup: int = 3) -> float:
-    """Median wall time of `fn()` in ms, synchronising the device around each call."""
+    """Mean wall time of `fn()` in ms over `repeat` calls run back to back, as the loop runs them (the CPU queues
+    work ahead of the GPU; the device is synchronised only before and after the timed calls)."""
     for _ in range(warmup):
         fn()
-    times = []
+    _sync(device)
+    t0 = time.perf_counter()
     for _ in range(repeat):
-        _sync(device)
-        t0 = time.perf_counter()
         fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    _sync(device)
+    return (time.perf_counter() - t0) * 1e3 / repeat
 
 
 def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
@@ -57,7 +55,8 @@ def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
 def count_flops(fn) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    # run eagerly: a compiled UNet or encoder would compile again for the batch of one counted here (minutes)
+    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
         fn()
     return float(counter.get_total_flops())
 
@@ -97,26 +96,27 @@ def build(arch: str, device, precision: str, batch: int, resolution: int, n_gaus
     return prior, guidance, cfg, state, objective, sampler
 
 
-def loop_ms(state, sampler, objective, cfg, start_step: int, steps: int, device, warmup: int = 3) -> list[float]:
-    """Per-update wall times of the real loop from `start_step`, after `warmup` untimed updates (compilation,
-    CUDA-graph recording and cuDNN autotuning happen there)."""
+def loop_ms(state, sampler, objective, cfg, start_step: int, steps: int, device, warmup: int = 3) -> tuple[float, float]:
+    """Mean ms per update of the real loop from `start_step` over `steps` updates, after `warmup` untimed updates
+    (compilation, CUDA-graph recording and cuDNN autotuning happen there), and the warm-up's wall time in s.
+    The device is synchronised only at the window's ends: like a real run, whose progress display reads the loss
+    at most twice a second, the CPU queues the next update while the GPU works."""
     from lucidkit.optimize import optimize
 
-    times = []
-    last = [0.0]
+    marks = {}
 
-    def tick(s, logs):
-        _sync(device)
-        now = time.perf_counter()
-        times.append((now - last[0]) * 1e3)
-        last[0] = now
+    def mark(s, logs):
+        if s.step == start_step + warmup:
+            _sync(device)
+            marks["warm"] = time.perf_counter()
 
     state.step = start_step
     loop_cfg = dataclasses.replace(cfg.loop, steps=start_step + warmup + steps)
     _sync(device)
-    last[0] = time.perf_counter()
-    optimize(state, sampler, objective, loop_cfg, cfg.optim, [tick])
-    return times[warmup:]
+    t0 = time.perf_counter()
+    optimize(state, sampler, objective, loop_cfg, cfg.optim, [mark])
+    _sync(device)
+    return (time.perf_counter() - marks["warm"]) * 1e3 / steps, marks["warm"] - t0
 
 
 def breakdown(prior, guidance, state, sampler, cfg, device, perp_neg: bool) -> dict:
@@ -171,6 +171,27 @@ def breakdown(prior, guidance, state, sampler, cfg, device, perp_neg: bool) -> d
     return ms
 
 
+def late_update_parts(result: dict, cfg, perp_neg: bool, inversion_calls: float) -> dict:
+    """A late update (t < 500) split into its parts, from the timed pieces: render, VAE encode forward and
+    backward, the mean number of inversion UNet calls, the e_s call, the CFG call, densification (one refine step
+    every `refine_every` updates while densifying, spread over the whole recipe) and what is left ("other":
+    embeddings, the ISM arithmetic, losses, the optimiser step)."""
+    b = result["breakdown_ms"]
+    d = cfg.densify
+    refines = max(0, (min(d.stop_iter, cfg.loop.steps) - d.start_iter - 1) // d.refine_every)
+    parts = {
+        "render_fwd_bwd": b["render_fwd_bwd"],
+        "vae_encode_fwd": b["vae_encode_fwd"],
+        "vae_encode_bwd": b["vae_encode_bwd"],
+        f"inversion_unet_x{inversion_calls:.2f}": inversion_calls * b["unet_call_B"],
+        "target_unet_e_s": b["unet_call_B"],
+        "cfg_unet": b[f"unet_call_{4 if perp_neg else 2}B"],
+        "densify_amortised": b["densify_refine_step"] * refines / cfg.loop.steps,
+    }
+    parts["other"] = result["ms_per_update_late"] - sum(parts.values())
+    return parts
+
+
 def update_flops(prior, guidance, cfg, perp_neg: bool, inversion_calls: float) -> tuple[float, float, float]:
     """FLOPs of one update: UNet passes (inversion + e_s + CFG) and the VAE encoder forward + backward (≈ 3×)."""
     B, size, h = cfg.loop.batch_size, cfg.loop.resolution, prior.latent_size
@@ -212,10 +233,8 @@ def run_case(name, arch, device, precision, batch, resolution, n_gaussians, perp
         _add_release_habits(prior)
     result = {"case": name, "precision": precision, "fast_path": fast, "low_memory": low_memory,
               "perp_neg": perp_neg, "batch": batch, "resolution": resolution, "gaussians": n_gaussians}
-    early = loop_ms(state, sampler, objective, cfg, start_step=0, steps=steps, device=device)
-    late = loop_ms(state, sampler, objective, cfg, start_step=3500, steps=steps, device=device)
-    result["ms_per_update_early"] = statistics.mean(early)
-    result["ms_per_update_late"] = statistics.mean(late)
+    result["ms_per_update_early"], result["startup_s"] = loop_ms(state, sampler, objective, cfg, 0, steps, device)
+    result["ms_per_update_late"], _ = loop_ms(state, sampler, objective, cfg, 3500, steps, device)
     total = cfg.loop.steps
     anneal = min(cfg.guidance.anneal_steps, total)
     # projected recipe time: the early regime (t up to 980) over the annealing phase, the late one after it
@@ -223,9 +242,10 @@ def run_case(name, arch, device, precision, batch, resolution, n_gaussians, perp
                                       (total - anneal) * result["ms_per_update_late"]) / 1e3 / 60
     if device.type == "cuda":
         result["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    inv_late = expected_inversion_calls(cfg, 3500)
     if with_breakdown:
         result["breakdown_ms"] = breakdown(prior, guidance, state, sampler, cfg, device, perp_neg)
-    inv_late = expected_inversion_calls(cfg, 3500)
+        result["late_update_ms"] = late_update_parts(result, cfg, perp_neg, inv_late)
     flops, unet_one, vae_one = update_flops(prior, guidance, cfg, perp_neg, inv_late)
     result["late_inversion_calls_mean"] = inv_late
     result["unet_tflop_per_image"] = unet_one / 1e12
@@ -310,15 +330,17 @@ def format_table(results: dict) -> str:
     lines = [f"lucidkit bench speed — {results['arch']} on {results['device']} (torch {results['torch']}), "
              f"matmul {results['matmul_tflops']:.1f} TFLOP/s",
              f"{'case':<14}{'early ms':>10}{'late ms':>10}{'floor ms':>10}{'TFLOP/s':>9}{'peak GiB':>10}"
-             f"{'recipe min':>12}"]
+             f"{'recipe min':>12}{'start-up s':>12}"]
     for r in results["cases"]:
         lines.append(f"{r['case']:<14}{r['ms_per_update_early']:>10.1f}{r['ms_per_update_late']:>10.1f}"
                      f"{r.get('floor_ms_late', float('nan')):>10.1f}{r['achieved_tflops_late']:>9.0f}"
-                     f"{r.get('peak_allocated_gib', float('nan')):>10.2f}{r['projected_recipe_min']:>12.1f}")
+                     f"{r.get('peak_allocated_gib', float('nan')):>10.2f}{r['projected_recipe_min']:>12.1f}"
+                     f"{r['startup_s']:>12.0f}")
     for r in results["cases"]:
-        if "breakdown_ms" in r:
-            parts = ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown_ms"].items())
-            lines.append(f"  {r['case']} breakdown (ms): {parts}")
+        if "late_update_ms" in r:
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in r["late_update_ms"].items())
+            lines.append(f"  {r['case']} late update (ms): {parts}")
+            lines.append(f"  {r['case']} pieces (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown_ms"].items()))
     if "speedup_late" in results:
         lines.append(f"speed-up of the fast path over the naive path: {results['speedup_early']:.2f}x early, "
                      f"{results['speedup_late']:.2f}x late")

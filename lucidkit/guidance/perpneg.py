@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from lucidkit.devices import to_device
+
 
 def wrap_azimuth(azimuth_deg: torch.Tensor) -> torch.Tensor:
     """Wrap degrees to [-180, 180)."""
@@ -37,7 +39,7 @@ def view_embeddings(
 ) -> torch.Tensor:
     """Interpolated positive embeddings [B, L, D] from the three view embeddings [L, D] (or [1, L, D])."""
     e_front, e_side, e_back = (e.reshape(e.shape[-2:]) for e in (e_front, e_side, e_back))
-    front_half, r = view_ratio(azimuth_deg.to(e_front.device))
+    front_half, r = view_ratio(to_device(azimuth_deg, e_front.device))
     r = r.to(e_front.dtype)[:, None, None]  # [B, 1, 1]
     front = r * e_front + (1 - r) * e_side  # [B, L, D]
     back = r * e_side + (1 - r) * e_back

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lucidkit.devices import to_device
 from lucidkit.guidance import ism, perpneg
 from lucidkit.guidance.schedules import Interval, sample_interval
 
@@ -178,7 +179,7 @@ class ScoreDistillation:
         eps = self._eps(torch.cat(xs), t, torch.cat(branches), cond).view(n, B, *x_t.shape[1:])
         eps_negs = eps[2:4].transpose(0, 1) if c.perp_neg else None  # [B, 2, C, h, w]
         eps_hat = perpneg.guided_noise(
-            eps[0], eps[1], c.guidance_scale, eps_negs, weights.to(z0.device) if c.perp_neg else None
+            eps[0], eps[1], c.guidance_scale, eps_negs, to_device(weights, z0.device) if c.perp_neg else None
         )
         if c.method == "dds":
             target = eps[-1] if self.source_is_unconditional else perpneg.guided_noise(eps[-2], eps[-1], c.guidance_scale)
@@ -195,7 +196,7 @@ class ScoreDistillation:
     ) -> tuple[torch.Tensor, dict]:
         """Latents z0 [B, C, h, w] (with grad) → (loss, logs); for callers that optimise latents directly."""
         interval = self.sample_interval(step, generator)
-        noise = torch.randn(z0.shape, generator=generator).to(z0.device, z0.dtype)
+        noise = to_device(torch.randn(z0.shape, generator=generator), z0.device, z0.dtype)
         grad = self.latent_gradient(z0.detach(), azimuth_deg, interval, noise, cond, reference_latents)
         return ism.latent_loss(z0, grad), {"t": interval.t, "s": interval.s}
 
