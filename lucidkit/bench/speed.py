@@ -3,9 +3,11 @@
 Measured on the production path — the same `optimize()` loop, `ScoreDistillation`, `DiffusionPrior` and renderer
 that `lucidkit generate` runs — with the recipe's shapes (SD 2.1-base, B = 4 views of 512², 100k Gaussians):
   * ms per update over real loop steps (early steps: t up to 980, so up to 5 inversion calls; late steps:
-    t < 500 after annealing), peak allocated GPU memory, projected time for the whole recipe;
+    t < 500 after annealing), timed like a real run (no host sync between updates), peak allocated GPU memory,
+    projected time for the whole recipe, and the start-up time (compilation, CUDA graphs, autotuning);
   * a breakdown timed on the same functions: render fwd+bwd, VAE encode fwd and bwd, one inversion-sized UNet
-    call (batch B), the CFG call (batch 2B, or 4B with Perp-Neg), densification;
+    call (batch B), the CFG call (batch 2B, or 4B with Perp-Neg), a densification refine step; from them a late
+    update is split into its parts, and what they leave unexplained is reported as "other";
   * a naive path in the same process, written like the release: fp16, eager, and the release's habits of
     emptying the CUDA cache and synchronising after every UNet call.
 Achieved TFLOP/s is counted from the analytical FLOPs of the UNet and VAE passes (fvcore-style counts from
