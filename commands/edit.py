@@ -36,14 +36,14 @@ Presets: presets/edit/*.yaml (default = SD 2.1-base; toy). Use --list-fields to 
 @options.model
 @options.preset
 @options.seed
-@click.option("--steps", type=int, help="Number of updates (loop.steps).")
+@options.updates
 @click.option("--guidance", type=click.Choice(["ism", "sds", "dds"]), help="Score distillation method.")
-@click.option("--negative", help="Negative prompt (the unconditional branch of CFG).")
+@options.negative
 @options.precision
 @options.device
 @options.sets
-@click.option("--out", type=click.Path(), help="Run folder (default outputs/<prompt>-<time>/).")
-@click.option("--resume", type=click.Path(), help="Continue the run in this folder from its checkpoint.")
+@options.run_folder
+@options.resume
 @options.quiet
 @options.list_fields
 def edit(scene, prompt, source_prompt, cameras, region, up, anchor, model, preset, seed, steps, guidance, negative,
@@ -54,12 +54,11 @@ def edit(scene, prompt, source_prompt, cameras, region, up, anchor, model, prese
     from lucidkit import config as config_lib
     from lucidkit.edit import EditConfig, run
     from lucidkit.errors import UserError
-    from lucidkit.runs import prepare_run_dir, remove_if_empty
+    from lucidkit.runs import new_run, resume_run
 
     say = lambda m: click.echo(m, err=True)  # noqa: E731
     if resume:
-        folder = prepare_run_dir(resume, "", resume=True)
-        cfg = config_lib.from_dict(EditConfig, config_lib.load_yaml(folder / "config.yaml"))
+        folder, cfg = resume_run(resume, EditConfig)
         if scene and Path(scene) != Path(cfg.scene.path):
             raise UserError(f"--resume {folder} continues the edit of {cfg.scene.path}; drop the SCENE argument "
                             "or start a new run with --out")
@@ -85,11 +84,7 @@ def edit(scene, prompt, source_prompt, cameras, region, up, anchor, model, prese
             raise UserError('no scene to edit: pass the .ply file, e.g. lucidkit edit scene.ply --prompt "a blue cube"')
         if not cfg.prompt.strip():
             raise UserError('the prompt is empty; say what the scene should become, e.g. --prompt "a blue cube"')
-        folder = prepare_run_dir(out, cfg.prompt, resume=False)
-        try:
+        with new_run(out, cfg.prompt) as folder:
             result = run(cfg, folder, resume=False, quiet=quiet, announce=say)
-        except BaseException:
-            remove_if_empty(folder)  # a failed start leaves no empty run folder behind
-            raise
     click.echo(f"Wrote {Path(result.scene)} ({result.gaussians} Gaussians, {result.steps} updates, "
                f"{result.seconds:.1f} s) and preview.png, before_after.mp4, manifest.json in {result.folder}")

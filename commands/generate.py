@@ -28,10 +28,10 @@ Use --list-fields to see every field --set accepts.
 @options.model
 @options.preset
 @options.seed
-@click.option("--steps", type=int, help="Number of updates (loop.steps).")
+@options.updates
 @click.option("--guidance", type=click.Choice(["ism", "sds"]), help="Score distillation method.")
 @click.option("--perp-neg/--no-perp-neg", default=None, help="Perp-Neg view negatives (against multi-face objects).")
-@click.option("--negative", help="Negative prompt (the unconditional branch of CFG).")
+@options.negative
 @click.option("--tokenizer", type=click.Path(), help="For a single .safetensors --model: a folder with its CLIP "
               "tokenizer (a diffusers model folder or its tokenizer/), when the hub cache has none.")
 @options.lora
@@ -39,8 +39,8 @@ Use --list-fields to see every field --set accepts.
 @options.precision
 @options.device
 @options.sets
-@click.option("--out", type=click.Path(), help="Run folder (default outputs/<prompt>-<time>/).")
-@click.option("--resume", type=click.Path(), help="Continue the run in this folder from its checkpoint.")
+@options.run_folder
+@options.resume
 @options.quiet
 @options.list_fields
 def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, tokenizer, lora, lora_scale, precision,
@@ -51,11 +51,10 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, t
     from lucidkit import config as config_lib
     from lucidkit.errors import UserError
     from lucidkit.generate import GenerateConfig, run
-    from lucidkit.runs import prepare_run_dir, remove_if_empty
+    from lucidkit.runs import new_run, resume_run
 
     if resume:
-        folder = prepare_run_dir(resume, "", resume=True)
-        cfg = config_lib.from_dict(GenerateConfig, config_lib.load_yaml(folder / "config.yaml"))
+        folder, cfg = resume_run(resume, GenerateConfig)
         if prompt and prompt != cfg.prompt:
             raise UserError(f"--resume {folder} continues the prompt {cfg.prompt!r}; drop the PROMPT argument "
                             "or start a new run with --out")
@@ -78,12 +77,8 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, t
             return
         if not prompt or not prompt.strip():
             raise UserError('the prompt is empty; say what to generate, e.g. lucidkit generate "a red cube"')
-        folder = prepare_run_dir(out, prompt, resume=False)
-        try:
+        with new_run(out, prompt) as folder:
             result = run(cfg, folder, resume=False, quiet=quiet, announce=lambda m: click.echo(m, err=True))
-        except BaseException:
-            remove_if_empty(folder)  # a failed start leaves no empty run folder behind
-            raise
     click.echo(f"Wrote {Path(result.scene)} ({result.gaussians} Gaussians, {result.steps} updates, "
                f"{result.seconds:.1f} s) and preview.png, turntable, manifest.json in {result.folder}")
 

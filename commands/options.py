@@ -22,3 +22,9 @@ sets = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 quiet = click.option("--quiet", is_flag=True, help="Log lines instead of a progress bar.")
 list_fields = click.option("--list-fields", is_flag=True,
                            help="Print every config field with its value and help, then exit.")
+
+# the 3D run commands (generate, edit)
+updates = click.option("--steps", type=int, help="Number of updates (loop.steps).")
+negative = click.option("--negative", help="Negative prompt (the unconditional branch of CFG).")
+run_folder = click.option("--out", type=click.Path(), help="Run folder (default outputs/<prompt>-<time>/).")
+resume = click.option("--resume", type=click.Path(), help="Continue the run in this folder from its checkpoint.")

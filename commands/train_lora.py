@@ -55,7 +55,7 @@ checkpoint.pt, class_images/. Presets: presets/train-lora/*.yaml (default = SD r
 @options.device
 @options.sets
 @click.option("--out", type=click.Path(), help="Run folder (default outputs/lora-<token>-<time>/).")
-@click.option("--resume", type=click.Path(), help="Continue the run in this folder from its checkpoint.")
+@options.resume
 @options.quiet
 @options.list_fields
 def train_lora(images, token, class_word, prompt, model, preset, rank, learning_rate, steps, batch_size, resolution,
@@ -67,13 +67,12 @@ def train_lora(images, token, class_word, prompt, model, preset, rank, learning_
 
     from lucidkit import config as config_lib
     from lucidkit.errors import UserError
-    from lucidkit.runs import prepare_run_dir, remove_if_empty
+    from lucidkit.runs import new_run, resume_run
 
     if resume:
         from lucidkit.lora import TrainLoraConfig, run
 
-        folder = prepare_run_dir(resume, "", resume=True)
-        cfg = config_lib.from_dict(TrainLoraConfig, config_lib.load_yaml(folder / "config.yaml"))
+        folder, cfg = resume_run(resume, TrainLoraConfig)
         if images and Path(images).resolve() != Path(cfg.images):
             raise UserError(f"--resume {folder} continues training on {cfg.images}; drop the IMAGES argument "
                             "or start a new run with --out")
@@ -103,11 +102,7 @@ def train_lora(images, token, class_word, prompt, model, preset, rank, learning_
         if not cfg.images:
             raise UserError("no image folder given; usage: lucidkit train-lora PHOTOS_FOLDER --token sks "
                             "--class-word dog")
-        folder = prepare_run_dir(out, f"lora-{cfg.data.token or 'subject'}", resume=False)
-        try:
+        with new_run(out, f"lora-{cfg.data.token or 'subject'}") as folder:
             result = run(cfg, folder, resume=False, quiet=quiet, announce=lambda m: click.echo(m, err=True))
-        except BaseException:
-            remove_if_empty(folder)  # a failed start leaves no empty run folder behind
-            raise
     click.echo(f"Wrote {result.weights} ({result.images} photos, {result.steps} steps, {result.seconds:.1f} s) "
                f"and preview.png, manifest.json in {result.folder}")

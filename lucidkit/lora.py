@@ -565,16 +565,10 @@ def write_grid(prior, cfg: ValidationConfig, prompts: list[str], seed: int, path
 
 @torch.no_grad()
 def latent_moments(prior, images: torch.Tensor, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scaled VAE latent mean and standard deviation of images [N, 3, R, R] in [0, 1], each [N, C, R/f, R/f]:
-    a latent sample is mean + std · ε (the VAE's own posterior, scaled like `DiffusionPrior.encode_images`)."""
-    means, stds = [], []
-    shift = getattr(prior.vae.config, "shift_factor", None) or 0.0
-    for start in range(0, len(images), chunk):
-        x = (2.0 * images[start:start + chunk] - 1.0).to(prior.device, prior.dtype)  # [b, 3, R, R]
-        dist = prior.vae.encode(x).latent_dist
-        means.append(((dist.mean.float() - shift) * prior.scaling_factor).cpu())
-        stds.append((dist.std.float() * prior.scaling_factor).cpu())
-    return torch.cat(means), torch.cat(stds)  # [N, C, h, w] each
+    """Latent mean and standard deviation (`DiffusionPrior.latent_posterior`) of images [N, 3, R, R] in [0, 1],
+    each [N, C, R/f, R/f] on the CPU, encoded `chunk` at a time."""
+    parts = [prior.latent_posterior(images[start:start + chunk]) for start in range(0, len(images), chunk)]
+    return torch.cat([mean.cpu() for mean, _ in parts]), torch.cat([std.cpu() for _, std in parts])
 
 
 def tokenize(prior, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

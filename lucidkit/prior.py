@@ -802,6 +802,18 @@ class DiffusionPrior:
         if h % self.vae_scale_factor or w % self.vae_scale_factor:
             raise ValueError(f"image size {h}x{w} must be a multiple of the VAE scale factor {self.vae_scale_factor}")
 
+    def latent_posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation [B, C, H/f, W/f] float32 of the VAE's posterior for images [B, 3, H, W] in
+        [0, 1], in the UNet's latent space (shifted and scaled): a latent sample is mean + std · ε. Gradients follow
+        the caller's context."""
+        self._check_images(images)
+        x = (2.0 * images - 1.0).to(self.device, self.dtype)  # [B, 3, H, W] in [-1, 1]
+        # one memory layout whatever the caller's strides (a permuted render, an expanded disparity map), so a
+        # compiled encoder sees a single input layout and is not recompiled (see enable_fast_path)
+        dist = self.vae.encode(x.contiguous(memory_format=self._vae_layout)).latent_dist
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        return (dist.mean.float() - shift) * self.scaling_factor, dist.std.float() * self.scaling_factor
+
     def encode_images(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Latents z0 of images [B, 3, H, W] in [0, 1] -> [B, C, H/f, W/f] float32 (f = vae_scale_factor).
 
@@ -810,22 +822,15 @@ class DiffusionPrior:
         `resolution` is the caller's choice.
         """
         self._check_images(images)
-        x = (2.0 * images - 1.0).to(self.device, self.dtype)  # [B, 3, H, W] in [-1, 1]
-        # one memory layout whatever the caller's strides (a permuted render, an expanded disparity map), so a
-        # compiled encoder sees a single input layout and is not recompiled (see enable_fast_path)
-        x = x.contiguous(memory_format=self._vae_layout)
         # the sampling noise is drawn first and copied without a host sync (diffusers' dist.sample(generator)
         # draws the same numbers, but copies them from a CPU generator only after the encoder has been queued,
         # which made the CPU wait for the whole encoder forward pass)
         f = self.vae_scale_factor
-        shape = (x.shape[0], self.latent_channels, x.shape[2] // f, x.shape[3] // f)
+        shape = (images.shape[0], self.latent_channels, images.shape[2] // f, images.shape[3] // f)
         noise = torch.randn(shape, generator=generator, dtype=self.dtype,
                             device=generator.device if generator is not None else self.device)
-        noise = to_device(noise, self.device)
-        dist = self.vae.encode(x).latent_dist
-        z = dist.mean + dist.std * noise  # [B, C, h, w]
-        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
-        return ((z - shift) * self.scaling_factor).float()
+        mean, std = self.latent_posterior(images)
+        return mean + std * to_device(noise, self.device, torch.float32)  # [B, C, h, w]
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         """Images [B, 3, H, W] in [0, 1] float32 from latents z [B, C, h, w]. Gradients follow the caller's context."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from lucidkit import config as config_lib
 from lucidkit.errors import UserError
 from lucidkit.export import check_writable_dir
 
@@ -144,3 +146,21 @@ def remove_if_empty(folder: Path) -> None:
         folder.rmdir()
     except OSError:
         pass
+
+
+def resume_run(folder: str, config_cls):
+    """`--resume FOLDER`: the checked run folder and the config saved in it (an instance of `config_cls`)."""
+    path = prepare_run_dir(folder, "", resume=True)
+    return path, config_lib.from_dict(config_cls, config_lib.load_yaml(path / "config.yaml"))
+
+
+@contextmanager
+def new_run(out: str | None, name: str):
+    """The folder of a new run (`prepare_run_dir`); a run that fails before writing anything leaves no empty
+    folder behind."""
+    folder = prepare_run_dir(out, name, resume=False)
+    try:
+        yield folder
+    except BaseException:
+        remove_if_empty(folder)
+        raise
