@@ -1006,8 +1006,9 @@ class DiffusionPrior:
                 from lucidkit.groupnorm import use_channels_last_group_norm
 
                 use_channels_last_group_norm(self.vae.encoder)
-                self.vae.encoder.to(memory_format=torch.channels_last)
-                self.vae.quant_conv.to(memory_format=torch.channels_last)
+                for part in (self.vae.encoder, getattr(self.vae, "quant_conv", None)):  # some VAEs have no quant_conv
+                    if part is not None:
+                        part.to(memory_format=torch.channels_last)
                 self._vae_layout = torch.channels_last
                 self.unet = torch.compile(self.unet, mode="reduce-overhead", dynamic=False)
                 self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
