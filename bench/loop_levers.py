@@ -1,0 +1,262 @@
+"""Where the host and the GPU spend an update of the production loop, and levers timed in one process.
+
+The `fast` case of `bench speed` (SD 2.1-base shapes, random weights, bf16, B = 4, 512², 100k Gaussians) is built
+and compiled once; then:
+  1. ms per update, early and late, timed as `bench speed` times them (no host sync inside the window), every
+     variant from the same generator state, so all see the same timesteps and inversion counts;
+  2. the host's cost of each part of a late update when it never waits for the GPU: the GPU is synchronised before
+     each part, so what is timed is the work of queueing it. If these add up to about the update's wall time, the
+     loop is bound by the host, not by the GPU;
+  3. the GPU's side: a CUDA-only profile of late updates (busy time against wall time, kernel time by family);
+  4. the VAE encoder forward+backward alone, timed and profiled, and levers on it: replayed as CUDA graphs
+     (`lucidkit.graphed.GraphedModule`, first checked against the compiled encoder with UNet calls between its
+     forward and backward) and a GroupNorm with a hand-written backward; each also timed in the loop.
+
+    python3 bench/loop_levers.py [--arch tiny --device cpu]   (CPU: a smoke test of the script only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections import defaultdict
+
+import torch
+
+import lucidkit.optimize as loop
+from lucidkit.bench.speed import _sync, build, loop_ms, time_ms
+
+
+class HostCost:
+    """Wraps functions so that each call first waits for the GPU, then times only the call's own host work."""
+
+    def __init__(self, device):
+        self.device, self.ms, self.calls, self.wait_ms = device, defaultdict(float), defaultdict(int), 0.0
+
+    def wrap(self, name, fn):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            _sync(self.device)
+            t1 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.wait_ms += (t1 - t0) * 1e3
+            self.ms[name] += (time.perf_counter() - t1) * 1e3
+            self.calls[name] += 1
+            return out
+        return timed
+
+
+def host_cost(prior, state, sampler, objective, cfg, start: int, steps: int) -> str:
+    device = prior.device
+    cost = HostCost(device)
+    saved = {"render_state": loop.render_state, "densify_and_prune": loop.densify_and_prune,
+             "backward": torch.Tensor.backward}
+    loop.render_state = cost.wrap("render (gsplat forward, incl. its tile-count sync)", loop.render_state)
+    loop.densify_and_prune = cost.wrap("densification statistics", loop.densify_and_prune)
+    torch.Tensor.backward = cost.wrap("backward (VAE encoder, render, losses)", torch.Tensor.backward)
+    prior.latent_posterior = cost.wrap("VAE encoder forward + posterior", prior.latent_posterior)
+    prior.predict_noise = cost.wrap("UNet call (predict_noise)", prior.predict_noise)
+    steps_saved = {}
+    for name, opt in state.optimizers.items():
+        steps_saved[name] = opt.step
+        opt.step = cost.wrap("Adam steps (6 optimizers)", opt.step)
+    try:
+        state.step = start
+        _sync(device)
+        t0 = time.perf_counter()
+        loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + steps), cfg.optim)
+        _sync(device)
+        wall = (time.perf_counter() - t0) * 1e3
+    finally:
+        loop.render_state, loop.densify_and_prune = saved["render_state"], saved["densify_and_prune"]
+        torch.Tensor.backward = saved["backward"]
+        del prior.latent_posterior, prior.predict_noise  # back to the class's methods
+        for name, opt in state.optimizers.items():
+            opt.step = steps_saved[name]
+    parts = sum(cost.ms.values())
+    rest = wall - parts - cost.wait_ms
+    lines = [f"host cost of a late update (GPU drained before each part; {steps} updates from step {start}):"]
+    for name, ms in sorted(cost.ms.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {name:<52}{ms / steps:7.2f} ms  ({cost.calls[name] / steps:.2f} calls)")
+    lines.append(f"  {'rest (cameras, ISM and loss arithmetic, lrs, embeddings)':<52}{rest / steps:7.2f} ms")
+    lines.append(f"  {'total host work':<52}{(parts + rest) / steps:7.2f} ms per update")
+    return "\n".join(lines)
+
+
+def gpu_side(state, sampler, objective, cfg, device, start: int, steps: int) -> str:
+    """A CUDA-only profile of `steps` loop updates: GPU busy time (union of kernels) against wall time, and kernel
+    time by family (the CUDA-only profiler adds little host work, so the loop runs close to its normal pace)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from profile_levers import family
+
+    state.step = start
+    loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + 2), cfg.optim)
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + 2 + steps), cfg.optim)
+        _sync(device)
+        wall = (time.perf_counter() - t0) * 1e3 / steps
+    kernels = sorted((e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+                     if e.device_type == torch.autograd.DeviceType.CUDA)
+    busy, end, fams = 0.0, None, defaultdict(float)
+    for s, e, name in kernels:
+        busy += max(0.0, e - max(s, end if end is not None else s))
+        end = e if end is None else max(end, e)
+        fams[family(name) or "other"] += (e - s) / 1e3 / steps
+    lines = [f"GPU side of a late update ({steps} updates, CUDA-only profile): wall {wall:.1f} ms, "
+             f"GPU busy {busy / 1e3 / steps:.1f} ms"]
+    lines += [f"  {k:<34}{v:7.2f} ms" for k, v in sorted(fams.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
+
+
+def encoder_alone(prior, encoder, label: str) -> str:
+    """The VAE encoder's forward+backward at the loop's input signature: back-to-back wall time, and its kernels."""
+    from profile_levers import profile
+
+    g = torch.Generator(prior.device).manual_seed(0)
+    x = torch.rand(4, 3, prior.resolution, prior.resolution, device=prior.device, generator=g).to(prior.dtype)
+    x = x.contiguous(memory_format=prior._vae_layout).requires_grad_(True)
+
+    def fwd_bwd():
+        out = encoder(x)
+        grad, = torch.autograd.grad(out, x, torch.ones_like(out))
+        return grad
+
+    ms = time_ms(fwd_bwd, prior.device)
+    print(f"{label:<44} encoder fwd+bwd back to back {ms:6.1f} ms", flush=True)
+    profile(fwd_bwd, label, rows=10)
+    return ms
+
+
+def check_graphed_encoder(prior, guidance, graphed) -> str:
+    """The graphed encoder against the compiled one on the same input, with UNet calls between forward and
+    backward (as in the loop); returns a one-line report."""
+    compiled = graphed.module
+    g = torch.Generator(prior.device).manual_seed(0)
+    x = torch.rand(4, 3, prior.resolution, prior.resolution, device=prior.device, generator=g).to(prior.dtype)
+    x = x.contiguous(memory_format=prior._vae_layout)
+    h = prior.latent_size
+    z = torch.randn(4, prior.latent_channels, h, h, device=prior.device, generator=g)
+    emb = guidance.e_empty.expand(4, *guidance.e_empty.shape)
+    results = []
+    for enc in (compiled, graphed, graphed):  # the second graphed call is a replay
+        xi = x.clone().requires_grad_(True)
+        out = enc(xi)
+        for _ in range(3):
+            prior.predict_noise(z, 500, emb)
+        grad, = torch.autograd.grad(out.float().square().sum(), xi)
+        results.append((out.detach().float(), grad.float()))
+    rel = lambda a, b: ((a - b).norm() / b.norm()).item()
+    errs = [(rel(o, results[0][0]), rel(gr, results[0][1])) for o, gr in results[1:]]
+    return ("graphed encoder vs compiled (relative error of output, input grad), capture then replay: "
+            + ", ".join(f"({a:.1e}, {b:.1e})" for a, b in errs))
+
+
+class _GroupNormFn(torch.autograd.Function):
+    """GroupNorm (channels-last friendly statistics) with a hand-written input gradient, for frozen weights:
+    dx = rstd · (g − mean_group(g) − x̂ · mean_group(g · x̂)), g = dy · γ, each mean per (image, group)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, groups: int, eps: float):
+        n, c = x.shape[:2]
+        xf = x.float().flatten(2)  # [N, C, P]
+        var_c, mean_c = torch.var_mean(xf, dim=2, unbiased=False)  # [N, C]
+        mean_g = mean_c.view(n, groups, -1).mean(-1, keepdim=True)  # [N, G, 1]
+        var_g = (var_c.view(n, groups, -1) + (mean_c.view(n, groups, -1) - mean_g) ** 2).mean(-1, keepdim=True)
+        rstd = torch.rsqrt(var_g + eps).expand(n, groups, c // groups).reshape(n, c)  # [N, C]
+        mean = mean_g.expand(n, groups, c // groups).reshape(n, c)  # [N, C]
+        scale = rstd * weight.float()
+        shift = bias.float() - mean * scale
+        view = (n, c) + (1,) * (x.dim() - 2)
+        ctx.save_for_backward(x, weight, mean, rstd)
+        ctx.groups = groups
+        return (xf.view_as(x) * scale.view(view) + shift.view(view)).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, mean, rstd = ctx.saved_tensors
+        n, c = x.shape[:2]
+        groups = ctx.groups
+        view = (n, c) + (1,) * (x.dim() - 2)
+        xhat = (x.float() - mean.view(view)) * rstd.view(view)
+        g = dy.float() * weight.float().view((1, c) + (1,) * (x.dim() - 2))
+        m = (c // groups) * x[0, 0].numel()  # elements per group
+        s1 = g.flatten(2).sum(2).view(n, groups, -1).sum(-1, keepdim=True) / m  # [N, G, 1]
+        s2 = (g * xhat).flatten(2).sum(2).view(n, groups, -1).sum(-1, keepdim=True) / m
+        s1 = s1.expand(n, groups, c // groups).reshape(view)
+        s2 = s2.expand(n, groups, c // groups).reshape(view)
+        dx = rstd.view(view) * (g - s1 - xhat * s2)
+        return dx.to(x.dtype), None, None, None, None
+
+
+def group_norm_hand_backward(x, groups, weight, bias, eps):
+    return _GroupNormFn.apply(x, weight, bias, groups, eps)
+
+
+def timed_loop(label, state, sampler, objective, cfg, device, steps, generator_state) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ms = []
+    for start in (0, 3500):
+        state.generator.set_state(generator_state)  # the same timesteps and inversion counts for every variant
+        ms.append(loop_ms(state, sampler, objective, cfg, start, steps, device))
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    print(f"{label:<44} early {ms[0][0]:6.1f} ms   late {ms[1][0]:6.1f} ms   peak {peak:5.2f} GiB   "
+          f"(warm-up {ms[0][1]:.0f} s)", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="sd21-base")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--steps", type=int, default=30)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    size = 512 if args.arch != "tiny" else 64
+    prior, guidance, cfg, state, objective, sampler = build(
+        args.arch, device, "bf16" if cuda else "fp32", 4, size, 100_000 if cuda else 2000,
+        perp_neg=False, fast=cuda, low_memory=False)
+    gen0 = state.generator.get_state()
+    run = lambda label: timed_loop(label, state, sampler, objective, cfg, device, args.steps, gen0)
+
+    run("production (fast case)")
+    print(host_cost(prior, state, sampler, objective, cfg, 3500, 6), flush=True)
+    if not cuda:
+        return
+    print(gpu_side(state, sampler, objective, cfg, device, 3500, 5), flush=True)
+    compiled = prior.vae.encoder
+    encoder_alone(prior, compiled, "V5 production encoder (compiled)")
+
+    from lucidkit.graphed import GraphedModule
+
+    try:
+        graphed = GraphedModule(compiled)
+        print(check_graphed_encoder(prior, guidance, graphed), flush=True)
+        encoder_alone(prior, graphed, "V7 encoder as CUDA graphs")
+        prior.vae.encoder = graphed
+        run("+ VAE encoder as CUDA graphs")
+        print(gpu_side(state, sampler, objective, cfg, device, 3500, 5), flush=True)
+    except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
+        print(f"VAE encoder as CUDA graphs: failed: {type(err).__name__}: {err}", flush=True)
+    prior.vae.encoder = compiled
+
+    import lucidkit.groupnorm as gn
+
+    try:
+        gn.group_norm_channels_last = group_norm_hand_backward
+        hand = torch.compile(compiled._orig_mod, dynamic=False)
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        encoder_alone(prior, hand, "V6 GroupNorm with a hand-written backward")
+        print(f"  (V6 compiled {torch._dynamo.utils.counters['stats']['unique_graphs'] - graphs} new graphs)")
+        prior.vae.encoder = hand
+        run("V6 in the loop")
+    except Exception as err:  # noqa: BLE001
+        print(f"V6: failed: {type(err).__name__}: {err}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
