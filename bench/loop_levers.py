@@ -8,9 +8,11 @@ and compiled once; then:
      each part, so what is timed is the work of queueing it. If these add up to about the update's wall time, the
      loop is bound by the host, not by the GPU;
   3. the GPU's side: a CUDA-only profile of late updates (busy time against wall time, kernel time by family);
-  4. the VAE encoder forward+backward alone, timed and profiled, and levers on it: replayed as CUDA graphs
-     (`lucidkit.graphed.GraphedModule`, first checked against the compiled encoder with UNet calls between its
-     forward and backward) and a GroupNorm with a hand-written backward; each also timed in the loop.
+  4. the VAE encoder forward+backward alone, compiled and as production replays it (CUDA graphs,
+     `lucidkit.graphed.GraphedModule`), timed and profiled; the graphed encoder checked against the compiled one
+     with UNet calls between its forward and backward;
+  5. levers and controls, each timed in the loop: without the encoder's CUDA graphs; per-update CPU->GPU copies
+     without pin_memory(); a GroupNorm with a hand-written backward (V6); production again, for drift.
 
     python3 bench/loop_levers.py [--arch tiny --device cpu]   (CPU: a smoke test of the script only)
 """
@@ -101,14 +103,51 @@ def gpu_side(state, sampler, objective, cfg, device, start: int, steps: int) -> 
         wall = (time.perf_counter() - t0) * 1e3 / steps
     kernels = sorted((e.time_range.start, e.time_range.end, e.name) for e in prof.events()
                      if e.device_type == torch.autograd.DeviceType.CUDA)
-    busy, end, fams = 0.0, None, defaultdict(float)
-    for s, e, name in kernels:
+    busy, end, fams, gaps = 0.0, None, defaultdict(float), []
+    for i, (s, e, name) in enumerate(kernels):
+        if end is not None and s > end:
+            gaps.append((s - end, i))
         busy += max(0.0, e - max(s, end if end is not None else s))
         end = e if end is None else max(end, e)
         fams[family(name) or "other"] += (e - s) / 1e3 / steps
+    idle = sum(g for g, _ in gaps if g > 20)
     lines = [f"GPU side of a late update ({steps} updates, CUDA-only profile): wall {wall:.1f} ms, "
-             f"GPU busy {busy / 1e3 / steps:.1f} ms"]
+             f"GPU busy {busy / 1e3 / steps:.1f} ms, idle gaps over 20 µs {idle / 1e3 / steps:.1f} ms"]
     lines += [f"  {k:<34}{v:7.2f} ms" for k, v in sorted(fams.items(), key=lambda kv: -kv[1])]
+    lines.append("  longest idle gaps (kernel before -> kernel after):")
+    for g, i in sorted(gaps, reverse=True)[:14]:
+        lines.append(f"    {g / 1e3:6.2f} ms  {kernels[i - 1][2][:60]}  ->  {kernels[i][2][:60]}")
+    return "\n".join(lines)
+
+
+def sync_sites(state, sampler, objective, cfg, device, start: int, steps: int) -> str:
+    """Where a loop update makes the host wait for the GPU: torch's sync debug mode warns at every synchronising
+    call; each warning's Python stack (lucidkit and gsplat frames) is counted."""
+    import traceback
+    import warnings
+
+    sites = defaultdict(int)
+    show = warnings.showwarning
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" in str(message):
+            frames = [f"{f.filename.rsplit('/', 2)[-2]}/{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+                      for f in traceback.extract_stack()[:-1] if "lucidkit" in f.filename or "gsplat" in f.filename]
+            sites[" <- ".join(reversed(frames[-4:]))] += 1
+
+    state.step = start
+    _sync(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + steps), cfg.optim)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+            warnings.showwarning = show
+    lines = [f"synchronising calls in {steps} late updates (torch.cuda.set_sync_debug_mode):"]
+    lines += [f"  {n / steps:5.2f} per update  {site}" for site, n in sorted(sites.items(), key=lambda kv: -kv[1])]
     return "\n".join(lines)
 
 
@@ -213,6 +252,8 @@ def main() -> None:
     ap.add_argument("--arch", default="sd21-base")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--parts", default="loop,host,syncs,gpu,encoder,graphed,pageable,v6",
+                    help="comma-separated sections to run (all by default)")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -223,39 +264,60 @@ def main() -> None:
     gen0 = state.generator.get_state()
     run = lambda label: timed_loop(label, state, sampler, objective, cfg, device, args.steps, gen0)
 
-    run("production (fast case)")
-    print(host_cost(prior, state, sampler, objective, cfg, 3500, 6), flush=True)
+    want = set(args.parts.split(","))
+    if "loop" in want:
+        run("production (fast case)")
+    if "host" in want:
+        print(host_cost(prior, state, sampler, objective, cfg, 3500, 6), flush=True)
     if not cuda:
         return
-    print(gpu_side(state, sampler, objective, cfg, device, 3500, 5), flush=True)
-    compiled = prior.vae.encoder
-    encoder_alone(prior, compiled, "V5 production encoder (compiled)")
-
-    from lucidkit.graphed import GraphedModule
-
-    try:
-        graphed = GraphedModule(compiled)
-        print(check_graphed_encoder(prior, guidance, graphed), flush=True)
-        encoder_alone(prior, graphed, "V7 encoder as CUDA graphs")
-        prior.vae.encoder = graphed
-        run("+ VAE encoder as CUDA graphs")
+    if "syncs" in want:
+        print(sync_sites(state, sampler, objective, cfg, device, 3500, 3), flush=True)
+    if "gpu" in want:
         print(gpu_side(state, sampler, objective, cfg, device, 3500, 5), flush=True)
-    except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
-        print(f"VAE encoder as CUDA graphs: failed: {type(err).__name__}: {err}", flush=True)
-    prior.vae.encoder = compiled
+    graphed = prior.vae.encoder  # production: the compiled encoder replayed as CUDA graphs (GraphedModule)
+    compiled = graphed.module
+    if "encoder" in want:
+        encoder_alone(prior, compiled, "V5 encoder, compiled")
+        encoder_alone(prior, graphed, "V7 encoder as CUDA graphs (production)")
+    if "graphed" in want:  # the control: round 6's production, without the encoder's CUDA graphs
+        print(check_graphed_encoder(prior, guidance, graphed), flush=True)
+        prior.vae.encoder = compiled
+        run("without the encoder's CUDA graphs")
+        prior.vae.encoder = graphed
+    if "pageable" in want:
+        import lucidkit.cameras
+        import lucidkit.guidance.perpneg
+        import lucidkit.guidance.score
+        import lucidkit.prior
 
-    import lucidkit.groupnorm as gn
+        def pageable(t, device, dtype=None):  # no pin_memory(): a small pageable copy is staged by the driver
+            return t.to(device, dtype, non_blocking=True)
 
-    try:
-        gn.group_norm_channels_last = group_norm_hand_backward
-        hand = torch.compile(compiled._orig_mod, dynamic=False)
-        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-        encoder_alone(prior, hand, "V6 GroupNorm with a hand-written backward")
-        print(f"  (V6 compiled {torch._dynamo.utils.counters['stats']['unique_graphs'] - graphs} new graphs)")
-        prior.vae.encoder = hand
-        run("V6 in the loop")
-    except Exception as err:  # noqa: BLE001
-        print(f"V6: failed: {type(err).__name__}: {err}", flush=True)
+        users = [m for m in (loop, lucidkit.cameras, lucidkit.guidance.perpneg, lucidkit.guidance.score,
+                             lucidkit.prior) if hasattr(m, "to_device")]
+        pinned = users[0].to_device
+        for m in users:
+            m.to_device = pageable
+        run("+ per-update copies without pin_memory()")
+        if "gpu" in want:
+            print(gpu_side(state, sampler, objective, cfg, device, 3500, 5), flush=True)
+        for m in users:
+            m.to_device = pinned
+        run("production again (drift check)")
+    if "v6" in want:
+        import lucidkit.groupnorm as gn
+
+        try:
+            gn.group_norm_channels_last = group_norm_hand_backward
+            hand = torch.compile(compiled._orig_mod, dynamic=False)
+            graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+            encoder_alone(prior, hand, "V6 GroupNorm with a hand-written backward")
+            print(f"  (V6 compiled {torch._dynamo.utils.counters['stats']['unique_graphs'] - graphs} new graphs)")
+            prior.vae.encoder = hand
+            run("V6 in the loop")
+        except Exception as err:  # noqa: BLE001
+            print(f"V6: failed: {type(err).__name__}: {err}", flush=True)
 
 
 if __name__ == "__main__":

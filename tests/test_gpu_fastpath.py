@@ -53,3 +53,33 @@ def test_fast_vae_encoder_matches_eager():
         out[name] = (z.detach(), x.grad)
     for a, b in zip(out["eager"], out["fast"]):
         assert ((a - b).norm() / a.norm()).item() < 1e-2  # cuDNN may use TF32 for float32 convolutions
+
+
+@pytest.mark.gpu
+def test_graphed_module_replays_like_the_module_and_refuses_a_stale_backward():
+    """GraphedModule (the fast path's VAE encoder) gives the module's outputs and input gradients on replay, runs
+    other shapes and no-grad calls unchanged, and raises on the backward of a replay that a newer one overwrote."""
+    from lucidkit.graphed import GraphedModule
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.GroupNorm(4, 16), torch.nn.SiLU(),
+                              torch.nn.Conv2d(16, 8, 3, padding=1)).cuda().requires_grad_(False)
+    graphed = GraphedModule(net)
+
+    def out_and_grad(module, x):
+        x = x.clone().requires_grad_(True)
+        y = module(x)
+        (y.square().sum()).backward()
+        return y.detach(), x.grad
+
+    for shape in [(2, 3, 32, 32), (2, 3, 32, 32), (2, 3, 32, 32), (1, 3, 16, 16)]:  # capture, replays, other shape
+        x = torch.randn(shape, device="cuda")
+        for a, b in zip(out_and_grad(graphed, x), out_and_grad(net, x)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        x = torch.randn(2, 3, 32, 32, device="cuda")
+        torch.testing.assert_close(graphed(x), net(x), rtol=1e-4, atol=1e-5)
+    first = graphed(torch.randn(2, 3, 32, 32, device="cuda", requires_grad=True))
+    graphed(torch.randn(2, 3, 32, 32, device="cuda", requires_grad=True))  # overwrites the first replay's buffers
+    with pytest.raises(RuntimeError, match="earlier replay"):
+        first.sum().backward()
