@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (bare, no network): install the carried wheels, then run the speed benchmark and the GPU
-# test tier (CASES= skips the benchmark; PROFILE_LOOP=1 adds bench/profile_loop.py; SCRIPT=bench/x.py runs x). Results land in $OUT (speed.json, speed.txt, logs); copy them to bench/results/.
+# test tier (CASES= skips the benchmark; PROFILE_LOOP=1 adds bench/profile_loop.py; SCRIPT=bench/x.py runs x with $SCRIPT_ARGS). Results land in $OUT (speed.json, speed.txt, logs); copy them to bench/results/.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=14
@@ -16,14 +16,14 @@ t0=$(date +%s); python3 -c "from gsplat.cuda._backend import _C; assert _C is no
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__)"
 if [ -n "${CASES-default}" ]; then
-  timeout -k 10 ${SPEED_S:-480} python3 -m lucidkit.commands.cli bench speed --steps ${STEPS:-8} --cases ${CASES:-fast,fast-perpneg,eager,naive,low-memory} \
+  timeout -k 10 ${SPEED_S:-480} python3 -m lucidkit.commands.cli bench speed --steps ${STEPS:-30} --cases ${CASES:-fast,fast-perpneg,eager,naive,low-memory} \
     --out "$OUT/speed.json" 2>&1 | grep --line-buffered -v '^\[transformers' | tee "$OUT/speed.log"
 fi
 if [ "${GPU_TESTS:-1}" = 1 ]; then
   timeout -k 10 ${TESTS_S:-300} python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_gpu_fastpath.py tests/test_render.py} 2>&1 | tail -5 | tee "$OUT/gpu_tests.log"
 fi
 if [ -n "${SCRIPT-}" ]; then  # a measurement script of bench/, e.g. SCRIPT=bench/loop_levers.py
-  timeout -k 10 ${SCRIPT_S:-400} python3 $SCRIPT 2>&1 | grep --line-buffered -v '^\[transformers' | tee "$OUT/$(basename $SCRIPT .py).txt"
+  timeout -k 10 ${SCRIPT_S:-400} python3 $SCRIPT ${SCRIPT_ARGS-} 2>&1 | grep --line-buffered -v '^\[transformers' | tee "$OUT/$(basename $SCRIPT .py).txt"
 fi
 if [ "${PROFILE_LOOP:-0}" = 1 ]; then  # where a loop update waits (bench/profile_loop.py)
   timeout -k 10 ${PROFILE_S:-300} python3 bench/profile_loop.py > "$OUT/profile_loop.txt" 2> "$OUT/profile_loop.err"; tail -40 "$OUT/profile_loop.txt"
