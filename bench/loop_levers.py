@@ -12,7 +12,8 @@ and compiled once; then:
      `lucidkit.graphed.GraphedModule`), timed and profiled; the graphed encoder checked against the compiled one
      with UNet calls between its forward and backward;
   5. levers and controls, each timed in the loop: without the encoder's CUDA graphs; per-update CPU->GPU copies
-     without pin_memory(); a GroupNorm with a hand-written backward (V6); production again, for drift.
+     from pinned memory (round 6's production); a GroupNorm with a hand-written backward (V6); production again,
+     for drift. (Round 7 ran these with pinned copies in production and pageable ones as the lever.)
 
     python3 bench/loop_levers.py [--arch tiny --device cpu]   (CPU: a smoke test of the script only)
 """
@@ -151,13 +152,17 @@ def sync_sites(state, sampler, objective, cfg, device, start: int, steps: int) -
     return "\n".join(lines)
 
 
-def encoder_alone(prior, encoder, label: str) -> str:
+def encoder_input(prior, generator: torch.Generator) -> torch.Tensor:
+    """Images [4, 3, H, W] as `latent_posterior` hands them to the encoder (the prior's dtype and layout)."""
+    x = torch.rand(4, 3, prior.resolution, prior.resolution, device=prior.device, generator=generator)
+    return x.to(prior.dtype).contiguous(memory_format=prior._vae_layout)
+
+
+def encoder_alone(prior, encoder, label: str) -> float:
     """The VAE encoder's forward+backward at the loop's input signature: back-to-back wall time, and its kernels."""
     from profile_levers import profile
 
-    g = torch.Generator(prior.device).manual_seed(0)
-    x = torch.rand(4, 3, prior.resolution, prior.resolution, device=prior.device, generator=g).to(prior.dtype)
-    x = x.contiguous(memory_format=prior._vae_layout).requires_grad_(True)
+    x = encoder_input(prior, torch.Generator(prior.device).manual_seed(0)).requires_grad_(True)
 
     def fwd_bwd():
         out = encoder(x)
@@ -175,8 +180,7 @@ def check_graphed_encoder(prior, guidance, graphed) -> str:
     backward (as in the loop); returns a one-line report."""
     compiled = graphed.module
     g = torch.Generator(prior.device).manual_seed(0)
-    x = torch.rand(4, 3, prior.resolution, prior.resolution, device=prior.device, generator=g).to(prior.dtype)
-    x = x.contiguous(memory_format=prior._vae_layout)
+    x = encoder_input(prior, g)
     h = prior.latent_size
     z = torch.randn(4, prior.latent_channels, h, h, device=prior.device, generator=g)
     emb = guidance.e_empty.expand(4, *guidance.e_empty.shape)
@@ -252,7 +256,7 @@ def main() -> None:
     ap.add_argument("--arch", default="sd21-base")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--parts", default="loop,host,syncs,gpu,encoder,graphed,pageable,v6",
+    ap.add_argument("--parts", default="loop,host,syncs,gpu,encoder,graphed,pinned,v6",
                     help="comma-separated sections to run (all by default)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -285,25 +289,25 @@ def main() -> None:
         prior.vae.encoder = compiled
         run("without the encoder's CUDA graphs")
         prior.vae.encoder = graphed
-    if "pageable" in want:
+    if "pinned" in want:  # the control: round 6's per-update copies, from pinned memory
         import lucidkit.cameras
         import lucidkit.guidance.perpneg
         import lucidkit.guidance.score
         import lucidkit.prior
 
-        def pageable(t, device, dtype=None):  # no pin_memory(): a small pageable copy is staged by the driver
-            return t.to(device, dtype, non_blocking=True)
+        def pinned(t, device, dtype=None):
+            return t.pin_memory().to(device, dtype, non_blocking=True)
 
         users = [m for m in (loop, lucidkit.cameras, lucidkit.guidance.perpneg, lucidkit.guidance.score,
                              lucidkit.prior) if hasattr(m, "to_device")]
-        pinned = users[0].to_device
+        pageable = users[0].to_device
         for m in users:
-            m.to_device = pageable
-        run("+ per-update copies without pin_memory()")
+            m.to_device = pinned
+        run("per-update copies from pinned memory")
         if "gpu" in want:
             print(gpu_side(state, sampler, objective, cfg, device, 3500, 5), flush=True)
         for m in users:
-            m.to_device = pinned
+            m.to_device = pageable
         run("production again (drift check)")
     if "v6" in want:
         import lucidkit.groupnorm as gn

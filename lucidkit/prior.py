@@ -1014,7 +1014,7 @@ class DiffusionPrior:
                 self._vae_layout = torch.channels_last
                 self.unet = torch.compile(self.unet, mode="reduce-overhead", dynamic=False)
                 # and its forward+backward, at the loop's fixed shape, is replayed as CUDA graphs: the CPU then
-                # queues one launch instead of a few hundred (-5 to -7 ms per update, bench/results/levers.md)
+                # queues one launch instead of a few hundred (-4 to -8 ms per update, bench/results/levers.md)
                 self.vae.encoder = GraphedModule(torch.compile(self.vae.encoder, dynamic=False))
                 self._compiled = True
         self.source["fast_path"] = True
