@@ -11,14 +11,17 @@ forward and backward make, and a new generation may reuse the memory of the forw
     z = encoder(x)          # first call with grad: warm-up and capture (~1 s); later calls replay
     z.sum().backward()      # replays the backward graph
 
-Rules, all checked:
-  * a call replays only when gradients are enabled, the input is a CUDA tensor that requires grad and has the
-    captured shape, dtype and strides; any other call runs the wrapped module as before;
-  * a replay's outputs and saved activations live in the graph's static buffers, so only the latest replay can be
-    backpropagated: the backward of an earlier one raises instead of returning the wrong gradient.
+When a call replays:
+  * only with gradients enabled, for a CUDA input that requires grad and has the captured shape, dtype and strides;
+  * only when no earlier replay can still be backpropagated. A replay's outputs and saved activations live in the
+    graph's static buffers, so a second replay would overwrite what the first one's backward needs: while the
+    first is pending (its backward has not run and its graph is still alive), a new call runs the wrapped module
+    instead, as does any other call. The results are the same either way.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 
@@ -27,36 +30,38 @@ class GraphedModule(torch.nn.Module):
     def __init__(self, module: torch.nn.Module):
         super().__init__()
         self.module = module
+        self.replays = 0  # calls served by the graphs (the others ran `module`)
         self._graphed = None  # the replaying callable, built on the first eligible call
         self._signature = None  # (shape, dtype, device, strides) it was captured for
-        self._replays = 0
+        self._pending = None  # weak reference to the backward node of a replay whose backward has not run
 
     @staticmethod
-    def _signature_of(x: torch.Tensor) -> tuple:
-        return tuple(x.shape), x.dtype, x.device, x.stride()
+    def _eligible(x: torch.Tensor) -> bool:
+        return torch.is_grad_enabled() and x.is_cuda and x.requires_grad
+
+    def _capture(self, sample: torch.Tensor):
+        """Warm up, capture the forward and backward graphs at `sample`, and return the replaying callable."""
+        return torch.cuda.make_graphed_callables(lambda t: self.module(t), (sample,))
+
+    def _replay_pending(self) -> bool:
+        return self._pending is not None and self._pending() is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (torch.is_grad_enabled() and x.is_cuda and x.requires_grad):
+        signature = (tuple(x.shape), x.dtype, x.device, x.stride())
+        if not self._eligible(x) or self._replay_pending() or self._signature not in (None, signature):
             return self.module(x)
-        signature = self._signature_of(x)
         if self._graphed is None:
             sample = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
             sample.copy_(x.detach()).requires_grad_(True)  # warm-up runs on real values: no NaN in autotuning
-            self._graphed = torch.cuda.make_graphed_callables(lambda t: self.module(t), (sample,))
+            self._graphed = self._capture(sample)
             self._signature = signature
-        elif signature != self._signature:
-            return self.module(x)
-        self._replays += 1
-        replay = self._replays
         out = self._graphed(x)
+        self.replays += 1
+        self._pending = weakref.ref(out.grad_fn)
 
-        def check_latest(grad: torch.Tensor) -> torch.Tensor:
-            if replay != self._replays:
-                raise RuntimeError(
-                    "GraphedModule: backward of an earlier replay after a newer one; the graph's buffers now hold "
-                    "the newer activations (run backward before calling the module again)"
-                )
+        def backward_started(grad: torch.Tensor) -> torch.Tensor:
+            self._pending = None
             return grad
 
-        out.register_hook(check_latest)
+        out.register_hook(backward_started)
         return out
