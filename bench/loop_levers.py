@@ -13,7 +13,8 @@ and compiled once; then:
      with UNet calls between its forward and backward;
   5. levers and controls, each timed in the loop: without the encoder's CUDA graphs; per-update CPU->GPU copies
      from pinned memory (round 6's production); a GroupNorm with a hand-written backward (V6); production again,
-     for drift. (Round 7 ran these with pinned copies in production and pageable ones as the lever.)
+     for drift (round 7 ran these with pinned copies in production and pageable ones as the lever); the UNet
+     compiled with inductor freezing (its parameters as constants: fewer guards and cudagraph input checks).
 
     python3 bench/loop_levers.py [--arch tiny --device cpu]   (CPU: a smoke test of the script only)
 """
@@ -256,7 +257,7 @@ def main() -> None:
     ap.add_argument("--arch", default="sd21-base")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--parts", default="loop,host,syncs,gpu,encoder,graphed,pinned,v6",
+    ap.add_argument("--parts", default="loop,host,syncs,gpu,encoder,graphed,pinned,freeze,v6",
                     help="comma-separated sections to run (all by default)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -309,6 +310,17 @@ def main() -> None:
         for m in users:
             m.to_device = pageable
         run("production again (drift check)")
+    if "freeze" in want:  # the UNet's host cost (~3 ms a call): its ~700 parameters as inductor constants
+        try:
+            unet = prior.unet._orig_mod
+            torch._dynamo.reset()  # a config change alone would reuse the compiled code
+            torch._inductor.config.freezing = True
+            prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
+            run("UNet compiled with inductor freezing")
+            if "host" in want:
+                print(host_cost(prior, state, sampler, objective, cfg, 3500, 6), flush=True)
+        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
+            print(f"freezing: failed: {type(err).__name__}: {err}", flush=True)
     if "v6" in want:
         import lucidkit.groupnorm as gn
 
