@@ -196,10 +196,6 @@ def to_dict(cfg) -> dict:
     return plain(cfg)
 
 
-def dump_yaml(cfg) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
 def field_docs(cls) -> dict[str, str]:
     """Field docstrings: the string literal on the line after each field, used as help text."""
     try:

@@ -13,5 +13,6 @@ import torch
 
 
 def to_device(t: torch.Tensor, device: torch.device | str, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """`t.to(device, dtype)`, without a host sync when copying from the CPU to CUDA."""
-    return t.to(torch.device(device), dtype, non_blocking=True)
+    """`t.to(device, dtype)`, without a host sync when copying to CUDA. (A copy to the CPU stays blocking: the
+    values must be there when it returns.)"""
+    return t.to(device, dtype, non_blocking=torch.device(device).type == "cuda")

@@ -103,6 +103,7 @@ def resolve_config(preset: str | None, overrides: dict, command: str = "generate
     """Preset + overrides → GenerateConfig (without a preset: 'toy' for the toy prior, else 'default')."""
     return config_lib.resolve_preset(GenerateConfig, command, preset, overrides)
 
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -62,6 +62,7 @@ def resolve_config(preset: str | None, overrides: dict) -> EditImageConfig:
     """Preset + overrides → EditImageConfig (without a preset: 'toy' for the toy prior, else 'default')."""
     return config_lib.resolve_preset(EditImageConfig, "edit-image", preset, overrides)
 
+
 @dataclass
 class EditImageResult:
     image: torch.Tensor  # [H, W, 3] in [0, 1], the input's size

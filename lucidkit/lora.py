@@ -200,6 +200,7 @@ def resolve_config(preset: str | None, overrides: dict, command: str = "train-lo
     """Preset + overrides → TrainLoraConfig (without a preset: 'toy' for the toy prior, else 'default')."""
     return config_lib.resolve_preset(TrainLoraConfig, command, preset, overrides)
 
+
 def instance_prompt(cfg: DataConfig) -> str:
     """The prompt that names the subject: `prompt` as given, else the template with token and class word."""
     if cfg.prompt.strip():

@@ -108,14 +108,3 @@ def save_tokenizer(tokenizer, folder: str | Path) -> Path:
     special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
     (tmp / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n", encoding="utf-8")
     return publish(tmp, folder)
-
-
-def load_tokenizer(folder: str | Path):
-    """``CLIPTokenizer.from_pretrained(folder)``, checked: a wrong folder fails loudly instead of giving the
-    2-token tokenizer that transformers can silently build."""
-    from transformers import CLIPTokenizer
-
-    tokenizer = CLIPTokenizer.from_pretrained(str(folder))
-    if len(tokenizer) < 514:
-        raise ValueError(f"tokenizer in {folder} has only {len(tokenizer)} tokens; expected a full CLIP vocabulary")
-    return tokenizer
