@@ -7,14 +7,17 @@ and compiled once; then:
   2. the host's cost of each part of a late update when it never waits for the GPU: the GPU is synchronised before
      each part, so what is timed is the work of queueing it. If these add up to about the update's wall time, the
      loop is bound by the host, not by the GPU;
-  3. the GPU's side: a CUDA-only profile of late updates (busy time against wall time, kernel time by family);
+  3. the GPU's side: a CUDA-only profile of late updates (busy time against wall time, kernel time by family),
+     and the places of the idle gaps: which launch (op and source line) ends each one;
   4. the VAE encoder forward+backward alone, compiled and as production replays it (CUDA graphs,
      `lucidkit.graphed.GraphedModule`), timed and profiled; the graphed encoder checked against the compiled one
-     with UNet calls between its forward and backward;
-  5. levers and controls, each timed in the loop: without the encoder's CUDA graphs; per-update CPU->GPU copies
-     from pinned memory (round 6's production); a GroupNorm with a hand-written backward (V6); production again,
-     for drift (round 7 ran these with pinned copies in production and pageable ones as the lever); the UNet
-     compiled with inductor freezing (its parameters as constants: fewer guards and cudagraph input checks).
+     with UNet calls between its forward and backward; its Triton kernels' bandwidth (inductor's profiler);
+  5. levers and controls, each timed in the loop: without the encoder's CUDA graphs; the image-space regularisers
+     eager instead of compiled; the UNet compiled once for every batch size (dynamic batch) instead of once per
+     size; the UNet compiled with inductor freezing (its parameters as constants: fewer guards and cudagraph
+     input checks). Every compilation runs with inductor's caches off, so warm-up seconds are those of a fresh
+     machine. (Rounds 6-7's pinned-copy control and V6 GroupNorm are in git history; results in
+     bench/results/loop_levers_7.txt.)
 
     python3 bench/loop_levers.py [--arch tiny --device cpu]   (CPU: a smoke test of the script only)
 """
@@ -199,45 +202,66 @@ def check_graphed_encoder(prior, guidance, graphed) -> str:
             + ", ".join(f"({a:.1e}, {b:.1e})" for a, b in errs))
 
 
-class _GroupNormFn(torch.autograd.Function):
-    """GroupNorm (channels-last friendly statistics) with a hand-written input gradient, for frozen weights:
-    dx = rstd · (g − mean_group(g) − x̂ · mean_group(g · x̂)), g = dy · γ, each mean per (image, group)."""
+def gap_sites(state, sampler, objective, cfg, device, start: int, steps: int) -> str:
+    """Where the GPU idles: a profile with the CPU side and Python stacks, each long idle gap named by the source
+    line whose launch ends it (the kernel after the gap, linked to its CPU op). Profiling the CPU slows the host,
+    so gaps are longer than in an unprofiled loop; their places are what this is for."""
+    from torch.profiler import ProfilerActivity, profile
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, groups: int, eps: float):
-        n, c = x.shape[:2]
-        xf = x.float().flatten(2)  # [N, C, P]
-        var_c, mean_c = torch.var_mean(xf, dim=2, unbiased=False)  # [N, C]
-        mean_g = mean_c.view(n, groups, -1).mean(-1, keepdim=True)  # [N, G, 1]
-        var_g = (var_c.view(n, groups, -1) + (mean_c.view(n, groups, -1) - mean_g) ** 2).mean(-1, keepdim=True)
-        rstd = torch.rsqrt(var_g + eps).expand(n, groups, c // groups).reshape(n, c)  # [N, C]
-        mean = mean_g.expand(n, groups, c // groups).reshape(n, c)  # [N, C]
-        scale = rstd * weight.float()
-        shift = bias.float() - mean * scale
-        view = (n, c) + (1,) * (x.dim() - 2)
-        ctx.save_for_backward(x, weight, mean, rstd)
-        ctx.groups = groups
-        return (xf.view_as(x) * scale.view(view) + shift.view(view)).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, weight, mean, rstd = ctx.saved_tensors
-        n, c = x.shape[:2]
-        groups = ctx.groups
-        view = (n, c) + (1,) * (x.dim() - 2)
-        xhat = (x.float() - mean.view(view)) * rstd.view(view)
-        g = dy.float() * weight.float().view((1, c) + (1,) * (x.dim() - 2))
-        m = (c // groups) * x[0, 0].numel()  # elements per group
-        s1 = g.flatten(2).sum(2).view(n, groups, -1).sum(-1, keepdim=True) / m  # [N, G, 1]
-        s2 = (g * xhat).flatten(2).sum(2).view(n, groups, -1).sum(-1, keepdim=True) / m
-        s1 = s1.expand(n, groups, c // groups).reshape(view)
-        s2 = s2.expand(n, groups, c // groups).reshape(view)
-        dx = rstd.view(view) * (g - s1 - xhat * s2)
-        return dx.to(x.dtype), None, None, None, None
+    state.step = start
+    loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + 2), cfg.optim)
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
+        loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + 2 + steps), cfg.optim)
+        _sync(device)
+    events = prof.events()
+    ops = {e.id: e for e in events if e.device_type == torch.autograd.DeviceType.CPU}
+    kernels = sorted((e for e in events if e.device_type == torch.autograd.DeviceType.CUDA),
+                     key=lambda e: e.time_range.start)
+    sites, end = defaultdict(lambda: [0.0, 0]), None
+    for k in kernels:
+        if end is not None and k.time_range.start - end > 100:  # µs
+            op = ops.get(k.linked_correlation_id)
+            frames = [f for f in (op.stack if op is not None else []) if "lucidkit" in f or "gsplat" in f][:3]
+            site = f"{op.name if op is not None else '?'} <- " + " <- ".join(f.rsplit("/", 1)[-1] for f in frames)
+            sites[site][0] += (k.time_range.start - end) / 1e3 / steps
+            sites[site][1] += 1
+        end = k.time_range.end if end is None else max(end, k.time_range.end)
+    lines = [f"idle gaps over 0.1 ms by the launch that ends them ({steps} late updates, CPU+CUDA profile):"]
+    for site, (ms, n) in sorted(sites.items(), key=lambda kv: -kv[1][0])[:10]:
+        lines.append(f"  {ms:6.2f} ms/update  x{n / steps:4.1f}  {site[:150]}")
+    return "\n".join(lines)
 
 
-def group_norm_hand_backward(x, groups, weight, bias, eps):
-    return _GroupNormFn.apply(x, weight, bias, groups, eps)
+def encoder_bandwidth(prior) -> str:
+    """The VAE encoder compiled afresh with inductor's bandwidth profiling: each Triton kernel of one forward +
+    backward is benchmarked alone, with the bytes it must move (inductor's count) and the rate it reaches. An H100
+    moves ~3.35 TB/s at best, ~2.5-3 TB/s in practice."""
+    from torch._inductor.runtime import triton_heuristics
+
+    encoder = prior.vae.encoder.module._orig_mod  # the eager module (GroupNorms already channels-last)
+    x = encoder_input(prior, torch.Generator(prior.device).manual_seed(0)).requires_grad_(True)
+    triton_heuristics.collected_calls.clear()
+    with torch._inductor.config.patch(profile_bandwidth=True):
+        fresh = torch.compile(encoder, dynamic=False)
+        out = fresh(x)
+        torch.autograd.grad(out, x, torch.ones_like(out))
+    _sync(prior.device)
+    calls = list(triton_heuristics.collected_calls)
+    total_ms, total_gb = sum(c[0] for c in calls), sum(c[1] for c in calls)
+    lines = [f"encoder Triton kernels, one forward + backward, each benchmarked alone: {len(calls)} kernels, "
+             f"{total_ms:.2f} ms, {total_gb:.2f} GB moved, {total_gb / total_ms:.2f} TB/s overall"]
+    for ms, gb, rate, name in sorted(calls, key=lambda c: -c[0])[:16]:
+        lines.append(f"  {ms:6.3f} ms  {gb:6.3f} GB  {rate / 1e3:5.2f} TB/s  {name[:90]}")
+    return "\n".join(lines)
+
+
+def attempt(part, label: str) -> None:
+    """Print what `part()` returns, or why it failed, and go on with the other sections."""
+    try:
+        print(part(), flush=True)
+    except Exception as err:  # noqa: BLE001 - a failed section must not lose the others' measurements
+        print(f"{label}: failed: {type(err).__name__}: {err}", flush=True)
 
 
 def timed_loop(label, state, sampler, objective, cfg, device, steps, generator_state) -> None:
@@ -257,11 +281,13 @@ def main() -> None:
     ap.add_argument("--arch", default="sd21-base")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--parts", default="loop,host,syncs,gpu,encoder,graphed,pinned,freeze,v6",
+    ap.add_argument("--parts", default="loop,host,syncs,gpu,where,encoder,graphed,regs,anatomy,dynamic,freeze",
                     help="comma-separated sections to run (all by default)")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    # every compilation from scratch, as on a fresh machine: the warm-up seconds of the variants compare
+    torch.compiler.config.force_disable_caches = True
     size = 512 if args.arch != "tiny" else 64
     prior, guidance, cfg, state, objective, sampler = build(
         args.arch, device, "bf16" if cuda else "fp32", 4, size, 100_000 if cuda else 2000,
@@ -290,29 +316,35 @@ def main() -> None:
         prior.vae.encoder = compiled
         run("without the encoder's CUDA graphs")
         prior.vae.encoder = graphed
-    if "pinned" in want:  # the control: round 6's per-update copies, from pinned memory
-        import lucidkit.cameras
-        import lucidkit.guidance.perpneg
-        import lucidkit.guidance.score
-        import lucidkit.prior
+    if "where" in want:
+        attempt(lambda: gap_sites(state, sampler, objective, cfg, device, 3500, 3), "gap sites")
+    if "regs" in want:  # the control: the image-space regularisers eager (production compiles them)
+        from lucidkit.optimize import image_regularizers
 
-        def pinned(t, device, dtype=None):
-            return t.pin_memory().to(device, dtype, non_blocking=True)
+        compiled_terms, objective.image_terms = objective.image_terms, image_regularizers
+        run("regularisers eager (round 8's production)")
+        objective.image_terms = compiled_terms
+    if "anatomy" in want:
+        attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth")
+    if "dynamic" in want:  # one UNet compilation for every batch size (B, 2B) instead of one per size
+        unet = prior.unet._orig_mod
+        torch._dynamo.reset()
+        dynamic = torch.compile(unet, mode="reduce-overhead")
 
-        users = [m for m in (loop, lucidkit.cameras, lucidkit.guidance.perpneg, lucidkit.guidance.score,
-                             lucidkit.prior) if hasattr(m, "to_device")]
-        pageable = users[0].to_device
-        for m in users:
-            m.to_device = pinned
-        run("per-update copies from pinned memory")
-        if "gpu" in want:
-            print(gpu_side(state, sampler, objective, cfg, device, 3500, 5), flush=True)
-        for m in users:
-            m.to_device = pageable
-        run("production again (drift check)")
+        def any_batch(x, t, encoder_hidden_states, **kwargs):
+            for v in (x, t, encoder_hidden_states):
+                torch._dynamo.maybe_mark_dynamic(v, 0)
+            return dynamic(x, t, encoder_hidden_states=encoder_hidden_states, **kwargs)
+
+        prior.unet = any_batch
+        try:
+            run("UNet compiled once with a dynamic batch size")
+        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
+            print(f"dynamic batch: failed: {type(err).__name__}: {err}", flush=True)
+        prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
     if "freeze" in want:  # the UNet's host cost (~3 ms a call): its ~700 parameters as inductor constants
         try:
-            unet = prior.unet._orig_mod
+            unet = prior.unet._orig_mod if hasattr(prior.unet, "_orig_mod") else prior.unet
             torch._dynamo.reset()  # a config change alone would reuse the compiled code
             torch._inductor.config.freezing = True
             prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
@@ -321,19 +353,6 @@ def main() -> None:
                 print(host_cost(prior, state, sampler, objective, cfg, 3500, 6), flush=True)
         except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
             print(f"freezing: failed: {type(err).__name__}: {err}", flush=True)
-    if "v6" in want:
-        import lucidkit.groupnorm as gn
-
-        try:
-            gn.group_norm_channels_last = group_norm_hand_backward
-            hand = torch.compile(compiled._orig_mod, dynamic=False)
-            graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-            encoder_alone(prior, hand, "V6 GroupNorm with a hand-written backward")
-            print(f"  (V6 compiled {torch._dynamo.utils.counters['stats']['unique_graphs'] - graphs} new graphs)")
-            prior.vae.encoder = hand
-            run("V6 in the loop")
-        except Exception as err:  # noqa: BLE001
-            print(f"V6: failed: {type(err).__name__}: {err}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ from lucidkit import config as config_lib
 from lucidkit.cameras import CameraConfig, OrbitSampler
 from lucidkit.errors import UserError
 from lucidkit.guidance import GuidanceConfig, ScoreDistillation
-from lucidkit.optimize import (LoopConfig, TrainState, load_checkpoint, new_state, normalized_disparity, optimize,
-                               save_checkpoint, total_variation)
+from lucidkit.optimize import (LoopConfig, TrainState, image_regularizers, load_checkpoint, new_state, optimize,
+                               save_checkpoint)
 from lucidkit.splat.densify import DensifyConfig, make_strategy
 from lucidkit.splat.init import InitConfig, init_gaussians
 from lucidkit.splat.scene import OptimConfig
@@ -132,18 +132,18 @@ class GenerateObjective:
 
     def __init__(self, guidance: ScoreDistillation, reg: RegularizerConfig, generator: torch.Generator):
         self.guidance, self.reg, self.generator = guidance, reg, generator
+        # with a compiled prior, the image-space regularisers are compiled too (a few fused kernels instead of ~40
+        # small launches right after the render, where the GPU waits for the CPU)
+        self.image_terms = torch.compile(image_regularizers, dynamic=False) if guidance.prior.compiled \
+            else image_regularizers
 
     def __call__(self, out, cams, step, splats):
-        rgb = out.rgb  # [B, H, W, 3]
-        disparity = normalized_disparity(out.depth, out.alpha)  # [B, H, W, 1]
-        on_disparity = float(torch.rand(1, generator=self.generator)) < self.guidance.cfg.disparity_ratio
-        image = disparity.expand(-1, -1, -1, 3) if on_disparity else rgb
-        loss, logs = self.guidance.loss(image.permute(0, 3, 1, 2), cams.azimuth_deg, step, self.generator)
         r = self.reg
-        if r.tv_rgb:
-            loss = loss + r.tv_rgb * total_variation(rgb)
-        if r.tv_disparity:
-            loss = loss + r.tv_disparity * total_variation(disparity)
+        disparity, loss_reg = self.image_terms(out.rgb, out.depth, out.alpha, r.tv_rgb, r.tv_disparity)
+        on_disparity = float(torch.rand(1, generator=self.generator)) < self.guidance.cfg.disparity_ratio
+        image = disparity.expand(-1, -1, -1, 3) if on_disparity else out.rgb  # [B, H, W, 3]
+        loss, logs = self.guidance.loss(image.permute(0, 3, 1, 2), cams.azimuth_deg, step, self.generator)
+        loss = loss + loss_reg
         if r.scale:
             loss = loss + r.scale * torch.exp(splats["scales"]).mean()
         return loss, logs

@@ -234,6 +234,20 @@ def total_variation(img: torch.Tensor) -> torch.Tensor:
     return (img[:, 1:] - img[:, :-1]).abs().mean() + (img[:, :, 1:] - img[:, :, :-1]).abs().mean()
 
 
+def image_regularizers(rgb: torch.Tensor, depth: torch.Tensor, alpha: torch.Tensor, tv_rgb: float,
+                       tv_disparity: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recipe's image-space terms of a render [B, H, W, ·]: (normalised disparity [B, H, W, 1],
+    tv_rgb·TV(rgb) + tv_disparity·TV(disparity)). One function, so that the compiled fast path runs its ~40 small
+    operations (and their backward) as a few fused kernels."""
+    disparity = normalized_disparity(depth, alpha)
+    loss = torch.zeros((), device=rgb.device)
+    if tv_rgb:
+        loss = loss + tv_rgb * total_variation(rgb)
+    if tv_disparity:
+        loss = loss + tv_disparity * total_variation(disparity)
+    return disparity, loss
+
+
 def normalized_disparity(depth: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """[B, H, W, 1] disparity scaled to [0, 1] over each view's covered pixels, 0 on the background."""
     mask = alpha > 0.5

@@ -975,6 +975,11 @@ class DiffusionPrior:
 
     # --- speed and memory options -----------------------------------------------------------------------------
 
+    @property
+    def compiled(self) -> bool:
+        """Whether `enable_fast_path(compile=True)` compiled the UNet and VAE encoder (CUDA only)."""
+        return self._compiled
+
     def enable_fast_path(self, compile: bool = True) -> None:
         """Throughput settings; results change only by float rounding.
 
