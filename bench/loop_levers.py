@@ -214,19 +214,20 @@ def gap_sites(state, sampler, objective, cfg, device, start: int, steps: int) ->
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
         loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + 2 + steps), cfg.optim)
         _sync(device)
-    events = prof.events()
-    ops = {e.id: e for e in events if e.device_type == torch.autograd.DeviceType.CPU}
-    kernels = sorted((e for e in events if e.device_type == torch.autograd.DeviceType.CUDA),
-                     key=lambda e: e.time_range.start)
+    # the raw profiler events: a kernel's linked correlation id names the CPU op that launched it
+    events = prof.profiler.kineto_results.events()
+    cuda = torch.autograd.DeviceType.CUDA
+    ops = {e.correlation_id(): e for e in events if e.device_type() != cuda}
+    kernels = sorted((e for e in events if e.device_type() == cuda), key=lambda e: e.start_ns())
     sites, end = defaultdict(lambda: [0.0, 0]), None
     for k in kernels:
-        if end is not None and k.time_range.start - end > 100:  # µs
-            op = ops.get(k.linked_correlation_id)
-            frames = [f for f in (op.stack if op is not None else []) if "lucidkit" in f or "gsplat" in f][:3]
-            site = f"{op.name if op is not None else '?'} <- " + " <- ".join(f.rsplit("/", 1)[-1] for f in frames)
-            sites[site][0] += (k.time_range.start - end) / 1e3 / steps
+        if end is not None and k.start_ns() - end > 100_000:  # ns
+            op = ops.get(k.linked_correlation_id())
+            frames = [f for f in (op.stack() if op is not None else []) if "lucidkit" in f or "gsplat" in f][:3]
+            site = f"{op.name() if op is not None else '?'} <- " + " <- ".join(f.rsplit("/", 1)[-1] for f in frames)
+            sites[site][0] += (k.start_ns() - end) / 1e6 / steps
             sites[site][1] += 1
-        end = k.time_range.end if end is None else max(end, k.time_range.end)
+        end = k.start_ns() + k.duration_ns() if end is None else max(end, k.start_ns() + k.duration_ns())
     lines = [f"idle gaps over 0.1 ms by the launch that ends them ({steps} late updates, CPU+CUDA profile):"]
     for site, (ms, n) in sorted(sites.items(), key=lambda kv: -kv[1][0])[:10]:
         lines.append(f"  {ms:6.2f} ms/update  x{n / steps:4.1f}  {site[:150]}")
@@ -240,6 +241,7 @@ def encoder_bandwidth(prior) -> str:
     from torch._inductor.runtime import triton_heuristics
 
     encoder = prior.vae.encoder.module._orig_mod  # the eager module (GroupNorms already channels-last)
+    torch._dynamo.reset()  # else the module's compiled code is reused (production's replays are unaffected)
     x = encoder_input(prior, torch.Generator(prior.device).manual_seed(0)).requires_grad_(True)
     triton_heuristics.collected_calls.clear()
     with torch._inductor.config.patch(profile_bandwidth=True):
@@ -254,6 +256,20 @@ def encoder_bandwidth(prior) -> str:
     for ms, gb, rate, name in sorted(calls, key=lambda c: -c[0])[:16]:
         lines.append(f"  {ms:6.3f} ms  {gb:6.3f} GB  {rate / 1e3:5.2f} TB/s  {name[:90]}")
     return "\n".join(lines)
+
+
+class AnyBatch(torch.nn.Module):
+    """The UNet compiled once for every batch size: its inputs' batch dimension is marked dynamic."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.compiled = torch.compile(unet, mode="reduce-overhead")
+        self.config = unet.config  # what the prior reads of its UNet
+
+    def forward(self, x, t, encoder_hidden_states, **kwargs):
+        for v in (x, t, encoder_hidden_states):
+            torch._dynamo.maybe_mark_dynamic(v, 0)
+        return self.compiled(x, t, encoder_hidden_states=encoder_hidden_states, **kwargs)
 
 
 def attempt(part, label: str) -> None:
@@ -281,7 +297,7 @@ def main() -> None:
     ap.add_argument("--arch", default="sd21-base")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--parts", default="loop,host,syncs,gpu,where,encoder,graphed,regs,anatomy,dynamic,freeze",
+    ap.add_argument("--parts", default="loop,host,syncs,gpu,dynamic,static,where,encoder,graphed,regs,anatomy,freeze",
                     help="comma-separated sections to run (all by default)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -316,6 +332,18 @@ def main() -> None:
         prior.vae.encoder = compiled
         run("without the encoder's CUDA graphs")
         prior.vae.encoder = graphed
+    if "dynamic" in want:  # one UNet compilation for every batch size (B, 2B) instead of one per size
+        unet = prior.unet._orig_mod
+        torch._dynamo.reset()
+        prior.unet = AnyBatch(unet)
+        try:
+            run("UNet compiled once with a dynamic batch size")
+        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
+            print(f"dynamic batch: failed: {type(err).__name__}: {err}", flush=True)
+        prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
+        if "static" in want:  # the control: production's compilation, one per batch size, also from scratch
+            torch._dynamo.reset()
+            run("UNet compiled per batch size (production, control)")
     if "where" in want:
         attempt(lambda: gap_sites(state, sampler, objective, cfg, device, 3500, 3), "gap sites")
     if "regs" in want:  # the control: the image-space regularisers eager (production compiles them)
@@ -326,22 +354,6 @@ def main() -> None:
         objective.image_terms = compiled_terms
     if "anatomy" in want:
         attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth")
-    if "dynamic" in want:  # one UNet compilation for every batch size (B, 2B) instead of one per size
-        unet = prior.unet._orig_mod
-        torch._dynamo.reset()
-        dynamic = torch.compile(unet, mode="reduce-overhead")
-
-        def any_batch(x, t, encoder_hidden_states, **kwargs):
-            for v in (x, t, encoder_hidden_states):
-                torch._dynamo.maybe_mark_dynamic(v, 0)
-            return dynamic(x, t, encoder_hidden_states=encoder_hidden_states, **kwargs)
-
-        prior.unet = any_batch
-        try:
-            run("UNet compiled once with a dynamic batch size")
-        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
-            print(f"dynamic batch: failed: {type(err).__name__}: {err}", flush=True)
-        prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
     if "freeze" in want:  # the UNet's host cost (~3 ms a call): its ~700 parameters as inductor constants
         try:
             unet = prior.unet._orig_mod if hasattr(prior.unet, "_orig_mod") else prior.unet
