@@ -6,6 +6,7 @@ CPU only, offline: every model is built in-process by lucidkit.testing; nothing 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -392,3 +393,25 @@ def test_speed_and_memory_options_keep_results(tiny_dirs):
         grads.append(img.grad)
     torch.testing.assert_close(grads[1], grads[0])  # gradient checkpointing recomputes, same gradient
     assert p.describe()["low_memory"] and p.describe()["fast_path"]
+
+
+def test_compile_cache_goes_to_the_user_cache_unless_the_user_chose_one(tmp_path, monkeypatch):
+    """The fast path keeps torch.compile's caches in ~/.cache/lucidkit/inductor (they outlive /tmp), never
+    overrides a TORCHINDUCTOR_CACHE_DIR the user set, and keeps torch's default when the cache folder cannot be made."""
+    from lucidkit.prior import use_persistent_compile_cache
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = use_persistent_compile_cache()
+    assert folder == tmp_path / "cache" / "lucidkit" / "inductor" and folder.is_dir()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder)
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_persistent_compile_cache() == tmp_path / "mine"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    (tmp_path / "blocked").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+    assert use_persistent_compile_cache() is None
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
