@@ -20,7 +20,7 @@ if [ -n "${CASES-default}" ]; then
     --out "$OUT/speed.json" 2>&1 | grep --line-buffered -v '^\[transformers' | tee "$OUT/speed.log"
 fi
 if [ "${GPU_TESTS:-1}" = 1 ]; then
-  timeout -k 10 ${TESTS_S:-300} python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_gpu_fastpath.py tests/test_render.py} 2>&1 | tail -5 | tee "$OUT/gpu_tests.log"
+  timeout -k 10 ${TESTS_S:-300} python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_gpu_fastpath.py tests/test_render.py} 2>&1 | tail -30 | tee "$OUT/gpu_tests.log"
 fi
 if [ -n "${SCRIPT-}" ]; then  # a measurement script of bench/, e.g. SCRIPT=bench/loop_levers.py
   timeout -k 10 ${SCRIPT_S:-400} python3 $SCRIPT ${SCRIPT_ARGS-} 2>&1 | grep --line-buffered -v '^\[transformers' | tee "$OUT/$(basename $SCRIPT .py).txt"
