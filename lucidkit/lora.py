@@ -399,10 +399,22 @@ def check_adapter_fits(prior, cfg: AdapterConfig) -> None:
                                f"of {spec!r}; choose a rank of at most {min(n_in, n_out)}")
 
 
+def add_lora_layers(model: torch.nn.Module, config) -> None:
+    """Wrap `model`'s target layers in peft LoRA layers, adapter "default" (`model.peft_config` is set).
+
+    diffusers' and transformers' `add_adapter` both come down to peft's `inject_adapter_in_model`; we call it
+    directly because transformers' wrapper refuses peft releases older than the one it names (transformers 5.24
+    names a peft that is not released), although the injection itself works with them.
+    """
+    from peft import inject_adapter_in_model
+
+    inject_adapter_in_model(config, model, adapter_name="default")
+
+
 def attach_lora(prior, cfg: AdapterConfig) -> list[torch.nn.Parameter]:
-    """Add fresh LoRA matrices (peft, via diffusers' `add_adapter`) to the prior's UNet and, if asked, its text
-    encoder; return the trainable parameters (float32; the prior's own weights stay frozen). The "A" matrices
-    start Gaussian (from the global torch RNG), the "B" matrices at zero, so training starts at the prior.
+    """Add fresh LoRA matrices (peft) to the prior's UNet and, if asked, its text encoder; return the trainable
+    parameters (float32; the prior's own weights stay frozen). The "A" matrices start Gaussian (from the global
+    torch RNG), the "B" matrices at zero, so training starts at the prior.
     """
     from peft import LoraConfig
 
@@ -412,8 +424,8 @@ def attach_lora(prior, cfg: AdapterConfig) -> list[torch.nn.Parameter]:
         parts.append((prior.text_encoder, cfg.text_encoder_targets))
     params = []
     for model, targets in parts:
-        model.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha or cfg.rank, init_lora_weights="gaussian",
-                                     target_modules=list(targets)))
+        add_lora_layers(model, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha or cfg.rank,
+                                          init_lora_weights="gaussian", target_modules=list(targets)))
         trainable = [p for p in model.parameters() if p.requires_grad]
         for p in trainable:
             p.data = p.data.float()  # fp32 master weights even when the frozen prior runs in bf16/fp16

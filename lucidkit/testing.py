@@ -349,6 +349,8 @@ def save_tiny_lora(folder: str | os.PathLike, seed: int = 0, rank: int = 4, text
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
+    from lucidkit.lora import add_lora_layers
+
     parts = tiny_pipeline_components(seed=seed)
     models = {"unet": (parts["unet"], ["to_q", "to_k", "to_v", "to_out.0"])}
     if text_encoder:
@@ -356,7 +358,7 @@ def save_tiny_lora(folder: str | os.PathLike, seed: int = 0, rank: int = 4, text
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed + 3)
         for model, targets in models.values():
-            model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets))
+            add_lora_layers(model, LoraConfig(r=rank, lora_alpha=rank, target_modules=targets))
             for name, param in model.named_parameters():
                 if "lora_B" in name:
                     param.copy_(0.1 * torch.randn(param.shape))
