@@ -12,12 +12,12 @@ and compiled once; then:
   4. the VAE encoder forward+backward alone, compiled and as production replays it (CUDA graphs,
      `lucidkit.graphed.GraphedModule`), timed and profiled; the graphed encoder checked against the compiled one
      with UNet calls between its forward and backward; its Triton kernels' bandwidth (inductor's profiler);
-  5. levers and controls, each timed in the loop: without the encoder's CUDA graphs; the image-space regularisers
-     eager instead of compiled; the UNet compiled once for every batch size (dynamic batch) instead of once per
-     size; the UNet compiled with inductor freezing (its parameters as constants: fewer guards and cudagraph
-     input checks). Every compilation runs with inductor's caches off, so warm-up seconds are those of a fresh
-     machine. (Rounds 6-7's pinned-copy control and V6 GroupNorm are in git history; results in
-     bench/results/loop_levers_7.txt.)
+  5. the encoder's GroupNorm (+ SiLU) Triton kernels (`lucidkit/groupnorm_kernels.py`) at each of its shapes
+     against the PyTorch function compiled, a sweep of their launch parameters, and the control in the loop:
+     the encoder compiled with its GroupNorms as PyTorch ops (round 9's production). Every compilation runs with
+     inductor's caches off, so warm-up seconds are those of a fresh machine. (Earlier rounds' controls and
+     levers — pinned copies, V6 GroupNorm, dynamic-batch UNet, freezing, eager regularisers, gap sites — are in
+     git history; their results in bench/results/loop_levers_*.txt.)
 
     python3 bench/loop_levers.py [--arch tiny --device cpu]   (CPU: a smoke test of the script only)
 """
@@ -202,38 +202,6 @@ def check_graphed_encoder(prior, guidance, graphed) -> str:
             + ", ".join(f"({a:.1e}, {b:.1e})" for a, b in errs))
 
 
-def gap_sites(state, sampler, objective, cfg, device, start: int, steps: int) -> str:
-    """Where the GPU idles: a profile with the CPU side and Python stacks, each long idle gap named by the source
-    line whose launch ends it (the kernel after the gap, linked to its CPU op). Profiling the CPU slows the host,
-    so gaps are longer than in an unprofiled loop; their places are what this is for."""
-    from torch.profiler import ProfilerActivity, profile
-
-    state.step = start
-    loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + 2), cfg.optim)
-    _sync(device)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
-        loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + 2 + steps), cfg.optim)
-        _sync(device)
-    # the raw profiler events: a kernel's linked correlation id names the CPU op that launched it
-    events = prof.profiler.kineto_results.events()
-    cuda = torch.autograd.DeviceType.CUDA
-    ops = {e.correlation_id(): e for e in events if e.device_type() != cuda}
-    kernels = sorted((e for e in events if e.device_type() == cuda), key=lambda e: e.start_ns())
-    sites, end = defaultdict(lambda: [0.0, 0]), None
-    for k in kernels:
-        if end is not None and k.start_ns() - end > 100_000:  # ns
-            op = ops.get(k.linked_correlation_id())
-            frames = [f for f in (op.stack() if op is not None else []) if "lucidkit" in f or "gsplat" in f][:3]
-            site = f"{op.name() if op is not None else '?'} <- " + " <- ".join(f.rsplit("/", 1)[-1] for f in frames)
-            sites[site][0] += (k.start_ns() - end) / 1e6 / steps
-            sites[site][1] += 1
-        end = k.start_ns() + k.duration_ns() if end is None else max(end, k.start_ns() + k.duration_ns())
-    lines = [f"idle gaps over 0.1 ms by the launch that ends them ({steps} late updates, CPU+CUDA profile):"]
-    for site, (ms, n) in sorted(sites.items(), key=lambda kv: -kv[1][0])[:10]:
-        lines.append(f"  {ms:6.2f} ms/update  x{n / steps:4.1f}  {site[:150]}")
-    return "\n".join(lines)
-
-
 def encoder_bandwidth(prior) -> str:
     """The VAE encoder compiled afresh with inductor's bandwidth profiling: each Triton kernel of one forward +
     backward is benchmarked alone, with the bytes it must move (inductor's count) and the rate it reaches. An H100
@@ -258,18 +226,85 @@ def encoder_bandwidth(prior) -> str:
     return "\n".join(lines)
 
 
-class AnyBatch(torch.nn.Module):
-    """The UNet compiled once for every batch size: its inputs' batch dimension is marked dynamic."""
+def group_norm_shapes(prior) -> list[tuple[tuple, bool, bool, int]]:
+    """(input shape, SiLU fused, on the kernels, count) of every GroupNorm of one encoder forward at the loop's
+    input, seen by hooks on the eager module (the compiled one runs the same modules)."""
+    from lucidkit.groupnorm import ChannelsLastGroupNorm
 
-    def __init__(self, unet):
-        super().__init__()
-        self.compiled = torch.compile(unet, mode="reduce-overhead")
-        self.config = unet.config  # what the prior reads of its UNet
+    encoder = prior.vae.encoder.module._orig_mod
+    seen = defaultdict(int)
 
-    def forward(self, x, t, encoder_hidden_states, **kwargs):
-        for v in (x, t, encoder_hidden_states):
-            torch._dynamo.maybe_mark_dynamic(v, 0)
-        return self.compiled(x, t, encoder_hidden_states=encoder_hidden_states, **kwargs)
+    def record(module, args):
+        seen[(tuple(args[0].shape), module.silu, module._use_kernels(args[0]))] += 1
+
+    hooks = [m.register_forward_pre_hook(record) for m in encoder.modules() if isinstance(m, ChannelsLastGroupNorm)]
+    with torch.no_grad():
+        encoder(encoder_input(prior, torch.Generator(prior.device).manual_seed(0)))
+    for h in hooks:
+        h.remove()
+    return [(shape, silu, on, n) for (shape, silu, on), n in seen.items()]
+
+
+def group_norm_kernels(prior) -> str:
+    """GroupNorm (+ SiLU) forward+backward at each of the encoder's shapes: the Triton kernels against the
+    PyTorch function compiled as production compiled it before (the round-9 encoder), with the rate each reaches
+    on the fewest bytes (3 passes forward, 5 backward); then a sweep of the kernels' tile size and warps at the
+    largest shape."""
+    import lucidkit.groupnorm_kernels as kernels
+    from lucidkit.groupnorm import group_norm_channels_last
+
+    def pytorch(x, w, b, silu):
+        y = group_norm_channels_last(x, 32, w, b, 1e-6)
+        return torch.nn.functional.silu(y) if silu else y
+
+    compiled = torch.compile(pytorch, dynamic=False)
+    shapes = group_norm_shapes(prior)
+    lines = [f"encoder GroupNorms: {sum(n for *_, n in shapes)}, on the kernels: "
+             f"{sum(n for _, _, on, n in shapes if on)}; forward+backward each (ms, TB/s on the fewest bytes):"]
+    total = defaultdict(float)
+    g = torch.Generator(prior.device).manual_seed(0)
+    largest = None
+    for shape, silu, _on, n in sorted(shapes, key=lambda s: -torch.Size(s[0]).numel()):
+        x = torch.randn(shape, device=prior.device, generator=g).to(prior.dtype)
+        x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        w = torch.randn(shape[1], device=prior.device, generator=g).to(prior.dtype)
+        b = torch.randn(shape[1], device=prior.device, generator=g).to(prior.dtype)
+        dy = torch.randn_like(x)
+        floor_gb = 8 * x.numel() * x.element_size() / 1e9
+        row = []
+        for name, fn in (("kernels", lambda: kernels.group_norm_silu(x, 32, w, b, 1e-6, silu)),
+                         ("pytorch compiled", lambda: compiled(x, w, b, silu))):
+            ms = time_ms(lambda: torch.autograd.grad(fn(), x, dy), prior.device)
+            total[name] += n * ms
+            row.append(f"{name} {ms:6.3f} ms {floor_gb / ms:5.2f} TB/s")
+        lines.append(f"  x{n} {str(list(shape)):<22} silu={silu!s:<5}  " + "   ".join(row))
+        largest = largest or (x, w, b, dy, silu, floor_gb)
+    lines.append("  encoder total: " + ", ".join(f"{k} {v:.2f} ms" for k, v in total.items()))
+    x, w, b, dy, silu, floor_gb = largest
+    default = (kernels.TILE, kernels.WARPS)
+    sweep = []
+    for tile in (4096, 8192, 16384):
+        for warps in (4, 8, 16):
+            kernels.TILE, kernels.WARPS = tile, warps
+            ms = time_ms(lambda: torch.autograd.grad(kernels.group_norm_silu(x, 32, w, b, 1e-6, silu), x, dy),
+                         prior.device)
+            sweep.append(f"tile {tile} warps {warps}: {ms:.3f} ms ({floor_gb / ms:.2f} TB/s)")
+    kernels.TILE, kernels.WARPS = default
+    lines.append(f"  sweep at {list(x.shape)}: " + "; ".join(sweep))
+    return "\n".join(lines)
+
+
+def set_group_norm_kernels(prior, on: bool) -> None:
+    """Switch the encoder's GroupNorm kernels and compile it afresh (as enable_fast_path does: CUDA graphs)."""
+    from lucidkit.graphed import GraphedModule
+    from lucidkit.groupnorm import ChannelsLastGroupNorm
+
+    encoder = prior.vae.encoder.module._orig_mod
+    for m in encoder.modules():
+        if isinstance(m, ChannelsLastGroupNorm):
+            m.kernels = on
+    torch._dynamo.reset()  # else the compiled code of the other setting is reused
+    prior.vae.encoder = GraphedModule(torch.compile(encoder, dynamic=False))
 
 
 def attempt(part, label: str) -> None:
@@ -297,7 +332,7 @@ def main() -> None:
     ap.add_argument("--arch", default="sd21-base")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--parts", default="loop,host,syncs,gpu,dynamic,static,where,encoder,graphed,regs,anatomy,freeze",
+    ap.add_argument("--parts", default="loop,host,syncs,gpu,encoder,graphed,anatomy,gnkernels,gnloop",
                     help="comma-separated sections to run (all by default)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -332,40 +367,18 @@ def main() -> None:
         prior.vae.encoder = compiled
         run("without the encoder's CUDA graphs")
         prior.vae.encoder = graphed
-    if "dynamic" in want:  # one UNet compilation for every batch size (B, 2B) instead of one per size
-        unet = prior.unet._orig_mod
-        torch._dynamo.reset()
-        prior.unet = AnyBatch(unet)
-        try:
-            run("UNet compiled once with a dynamic batch size")
-        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
-            print(f"dynamic batch: failed: {type(err).__name__}: {err}", flush=True)
-        prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
-        if "static" in want:  # the control: production's compilation, one per batch size, also from scratch
-            torch._dynamo.reset()
-            run("UNet compiled per batch size (production, control)")
-    if "where" in want:
-        attempt(lambda: gap_sites(state, sampler, objective, cfg, device, 3500, 3), "gap sites")
-    if "regs" in want:  # the control: the image-space regularisers eager (production compiles them)
-        from lucidkit.optimize import image_regularizers
-
-        compiled_terms, objective.image_terms = objective.image_terms, image_regularizers
-        run("regularisers eager (round 8's production)")
-        objective.image_terms = compiled_terms
     if "anatomy" in want:
         attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth")
-    if "freeze" in want:  # the UNet's host cost (~3 ms a call): its ~700 parameters as inductor constants
-        try:
-            unet = prior.unet._orig_mod if hasattr(prior.unet, "_orig_mod") else prior.unet
-            torch._dynamo.reset()  # a config change alone would reuse the compiled code
-            torch._inductor.config.freezing = True
-            prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
-            run("UNet compiled with inductor freezing")
-            if "host" in want:
-                print(host_cost(prior, state, sampler, objective, cfg, 3500, 6), flush=True)
-        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
-            print(f"freezing: failed: {type(err).__name__}: {err}", flush=True)
-
+    if "gnkernels" in want:
+        attempt(lambda: group_norm_kernels(prior), "GroupNorm kernels")
+    if "gnloop" in want:  # the control: round 9's production, the encoder's GroupNorms as compiled PyTorch ops
+        set_group_norm_kernels(prior, False)
+        encoder_alone(prior, prior.vae.encoder, "encoder, GroupNorms as PyTorch ops (control)")
+        run("GroupNorms as PyTorch ops (round 9 production)")
+        attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth (control)")
+        set_group_norm_kernels(prior, True)
+        encoder_alone(prior, prior.vae.encoder, "encoder, GroupNorm kernels (production)")
+        run("production again (GroupNorm kernels)")
 
 if __name__ == "__main__":
     main()
