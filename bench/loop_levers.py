@@ -32,6 +32,7 @@ from collections import defaultdict
 import torch
 
 import lucidkit.optimize as loop
+from gn_kernels import encoder_input, kernel_table, set_group_norm_kernels
 from lucidkit.bench.speed import _sync, build, loop_ms, time_ms
 
 
@@ -156,12 +157,6 @@ def sync_sites(state, sampler, objective, cfg, device, start: int, steps: int) -
     return "\n".join(lines)
 
 
-def encoder_input(prior, generator: torch.Generator) -> torch.Tensor:
-    """Images [4, 3, H, W] as `latent_posterior` hands them to the encoder (the prior's dtype and layout)."""
-    x = torch.rand(4, 3, prior.resolution, prior.resolution, device=prior.device, generator=generator)
-    return x.to(prior.dtype).contiguous(memory_format=prior._vae_layout)
-
-
 def encoder_alone(prior, encoder, label: str) -> float:
     """The VAE encoder's forward+backward at the loop's input signature: back-to-back wall time, and its kernels."""
     from profile_levers import profile
@@ -224,87 +219,6 @@ def encoder_bandwidth(prior) -> str:
     for ms, gb, rate, name in sorted(calls, key=lambda c: -c[0])[:16]:
         lines.append(f"  {ms:6.3f} ms  {gb:6.3f} GB  {rate / 1e3:5.2f} TB/s  {name[:90]}")
     return "\n".join(lines)
-
-
-def group_norm_shapes(prior) -> list[tuple[tuple, bool, bool, int]]:
-    """(input shape, SiLU fused, on the kernels, count) of every GroupNorm of one encoder forward at the loop's
-    input, seen by hooks on the eager module (the compiled one runs the same modules)."""
-    from lucidkit.groupnorm import ChannelsLastGroupNorm
-
-    encoder = prior.vae.encoder.module._orig_mod
-    seen = defaultdict(int)
-
-    def record(module, args):
-        seen[(tuple(args[0].shape), module.silu, module._use_kernels(args[0]))] += 1
-
-    hooks = [m.register_forward_pre_hook(record) for m in encoder.modules() if isinstance(m, ChannelsLastGroupNorm)]
-    with torch.no_grad():
-        encoder(encoder_input(prior, torch.Generator(prior.device).manual_seed(0)))
-    for h in hooks:
-        h.remove()
-    return [(shape, silu, on, n) for (shape, silu, on), n in seen.items()]
-
-
-def group_norm_kernels(prior) -> str:
-    """GroupNorm (+ SiLU) forward+backward at each of the encoder's shapes: the Triton kernels against the
-    PyTorch function compiled as production compiled it before (the round-9 encoder), with the rate each reaches
-    on the fewest bytes (3 passes forward, 5 backward); then a sweep of the kernels' tile size and warps at the
-    largest shape."""
-    import lucidkit.groupnorm_kernels as kernels
-    from lucidkit.groupnorm import group_norm_channels_last
-
-    def pytorch(x, w, b, silu):
-        y = group_norm_channels_last(x, 32, w, b, 1e-6)
-        return torch.nn.functional.silu(y) if silu else y
-
-    compiled = torch.compile(pytorch, dynamic=False)
-    shapes = group_norm_shapes(prior)
-    lines = [f"encoder GroupNorms: {sum(n for *_, n in shapes)}, on the kernels: "
-             f"{sum(n for _, _, on, n in shapes if on)}; forward+backward each (ms, TB/s on the fewest bytes):"]
-    total = defaultdict(float)
-    g = torch.Generator(prior.device).manual_seed(0)
-    largest = None
-    for shape, silu, _on, n in sorted(shapes, key=lambda s: -torch.Size(s[0]).numel()):
-        x = torch.randn(shape, device=prior.device, generator=g).to(prior.dtype)
-        x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
-        w = torch.randn(shape[1], device=prior.device, generator=g).to(prior.dtype)
-        b = torch.randn(shape[1], device=prior.device, generator=g).to(prior.dtype)
-        dy = torch.randn_like(x)
-        floor_gb = 8 * x.numel() * x.element_size() / 1e9
-        row = []
-        for name, fn in (("kernels", lambda: kernels.group_norm_silu(x, 32, w, b, 1e-6, silu)),
-                         ("pytorch compiled", lambda: compiled(x, w, b, silu))):
-            ms = time_ms(lambda: torch.autograd.grad(fn(), x, dy), prior.device)
-            total[name] += n * ms
-            row.append(f"{name} {ms:6.3f} ms {floor_gb / ms:5.2f} TB/s")
-        lines.append(f"  x{n} {str(list(shape)):<22} silu={silu!s:<5}  " + "   ".join(row))
-        largest = largest or (x, w, b, dy, silu, floor_gb)
-    lines.append("  encoder total: " + ", ".join(f"{k} {v:.2f} ms" for k, v in total.items()))
-    x, w, b, dy, silu, floor_gb = largest
-    default = (kernels.TILE, kernels.WARPS)
-    sweep = []
-    for tile in (4096, 8192, 16384):
-        for warps in (4, 8, 16):
-            kernels.TILE, kernels.WARPS = tile, warps
-            ms = time_ms(lambda: torch.autograd.grad(kernels.group_norm_silu(x, 32, w, b, 1e-6, silu), x, dy),
-                         prior.device)
-            sweep.append(f"tile {tile} warps {warps}: {ms:.3f} ms ({floor_gb / ms:.2f} TB/s)")
-    kernels.TILE, kernels.WARPS = default
-    lines.append(f"  sweep at {list(x.shape)}: " + "; ".join(sweep))
-    return "\n".join(lines)
-
-
-def set_group_norm_kernels(prior, on: bool) -> None:
-    """Switch the encoder's GroupNorm kernels and compile it afresh (as enable_fast_path does: CUDA graphs)."""
-    from lucidkit.graphed import GraphedModule
-    from lucidkit.groupnorm import ChannelsLastGroupNorm
-
-    encoder = prior.vae.encoder.module._orig_mod
-    for m in encoder.modules():
-        if isinstance(m, ChannelsLastGroupNorm):
-            m.kernels = on
-    torch._dynamo.reset()  # else the compiled code of the other setting is reused
-    prior.vae.encoder = GraphedModule(torch.compile(encoder, dynamic=False))
 
 
 def attempt(part, label: str) -> None:
@@ -370,12 +284,11 @@ def main() -> None:
     if "anatomy" in want:
         attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth")
     if "gnkernels" in want:
-        attempt(lambda: group_norm_kernels(prior), "GroupNorm kernels")
+        attempt(lambda: kernel_table(prior), "GroupNorm kernels")
     if "gnloop" in want:  # the control: round 9's production, the encoder's GroupNorms as compiled PyTorch ops
         set_group_norm_kernels(prior, False)
         encoder_alone(prior, prior.vae.encoder, "encoder, GroupNorms as PyTorch ops (control)")
         run("GroupNorms as PyTorch ops (round 9 production)")
-        attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth (control)")
         set_group_norm_kernels(prior, True)
         encoder_alone(prior, prior.vae.encoder, "encoder, GroupNorm kernels (production)")
         run("production again (GroupNorm kernels)")
