@@ -12,12 +12,12 @@ and compiled once; then:
   4. the VAE encoder forward+backward alone, compiled and as production replays it (CUDA graphs,
      `lucidkit.graphed.GraphedModule`), timed and profiled; the graphed encoder checked against the compiled one
      with UNet calls between its forward and backward; its Triton kernels' bandwidth (inductor's profiler);
-  5. the encoder's GroupNorm (+ SiLU) Triton kernels (`lucidkit/groupnorm_kernels.py`) at each of its shapes
-     against the PyTorch function compiled, a sweep of their launch parameters, and the control in the loop:
-     the encoder compiled with its GroupNorms as PyTorch ops (round 9's production). Every compilation runs with
-     inductor's caches off, so warm-up seconds are those of a fresh machine. (Earlier rounds' controls and
-     levers — pinned copies, V6 GroupNorm, dynamic-batch UNet, freezing, eager regularisers, gap sites — are in
-     git history; their results in bench/results/loop_levers_*.txt.)
+  5. levers and controls, each timed in the loop: without the encoder's CUDA graphs; the image-space regularisers
+     eager instead of compiled; the UNet compiled once for every batch size (dynamic batch) instead of once per
+     size; the UNet compiled with inductor freezing (its parameters as constants: fewer guards and cudagraph
+     input checks). Every compilation runs with inductor's caches off, so warm-up seconds are those of a fresh
+     machine. (Rounds 6-7's pinned-copy control and V6 GroupNorm are in git history; results in
+     bench/results/loop_levers_7.txt.)
 
     python3 bench/loop_levers.py [--arch tiny --device cpu]   (CPU: a smoke test of the script only)
 """
@@ -32,7 +32,6 @@ from collections import defaultdict
 import torch
 
 import lucidkit.optimize as loop
-from gn_kernels import encoder_input, kernel_table, set_group_norm_kernels
 from lucidkit.bench.speed import _sync, build, loop_ms, time_ms
 
 
@@ -157,6 +156,12 @@ def sync_sites(state, sampler, objective, cfg, device, start: int, steps: int) -
     return "\n".join(lines)
 
 
+def encoder_input(prior, generator: torch.Generator) -> torch.Tensor:
+    """Images [4, 3, H, W] as `latent_posterior` hands them to the encoder (the prior's dtype and layout)."""
+    x = torch.rand(4, 3, prior.resolution, prior.resolution, device=prior.device, generator=generator)
+    return x.to(prior.dtype).contiguous(memory_format=prior._vae_layout)
+
+
 def encoder_alone(prior, encoder, label: str) -> float:
     """The VAE encoder's forward+backward at the loop's input signature: back-to-back wall time, and its kernels."""
     from profile_levers import profile
@@ -197,6 +202,38 @@ def check_graphed_encoder(prior, guidance, graphed) -> str:
             + ", ".join(f"({a:.1e}, {b:.1e})" for a, b in errs))
 
 
+def gap_sites(state, sampler, objective, cfg, device, start: int, steps: int) -> str:
+    """Where the GPU idles: a profile with the CPU side and Python stacks, each long idle gap named by the source
+    line whose launch ends it (the kernel after the gap, linked to its CPU op). Profiling the CPU slows the host,
+    so gaps are longer than in an unprofiled loop; their places are what this is for."""
+    from torch.profiler import ProfilerActivity, profile
+
+    state.step = start
+    loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + 2), cfg.optim)
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
+        loop.optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=start + 2 + steps), cfg.optim)
+        _sync(device)
+    # the raw profiler events: a kernel's linked correlation id names the CPU op that launched it
+    events = prof.profiler.kineto_results.events()
+    cuda = torch.autograd.DeviceType.CUDA
+    ops = {e.correlation_id(): e for e in events if e.device_type() != cuda}
+    kernels = sorted((e for e in events if e.device_type() == cuda), key=lambda e: e.start_ns())
+    sites, end = defaultdict(lambda: [0.0, 0]), None
+    for k in kernels:
+        if end is not None and k.start_ns() - end > 100_000:  # ns
+            op = ops.get(k.linked_correlation_id())
+            frames = [f for f in (op.stack() if op is not None else []) if "lucidkit" in f or "gsplat" in f][:3]
+            site = f"{op.name() if op is not None else '?'} <- " + " <- ".join(f.rsplit("/", 1)[-1] for f in frames)
+            sites[site][0] += (k.start_ns() - end) / 1e6 / steps
+            sites[site][1] += 1
+        end = k.start_ns() + k.duration_ns() if end is None else max(end, k.start_ns() + k.duration_ns())
+    lines = [f"idle gaps over 0.1 ms by the launch that ends them ({steps} late updates, CPU+CUDA profile):"]
+    for site, (ms, n) in sorted(sites.items(), key=lambda kv: -kv[1][0])[:10]:
+        lines.append(f"  {ms:6.2f} ms/update  x{n / steps:4.1f}  {site[:150]}")
+    return "\n".join(lines)
+
+
 def encoder_bandwidth(prior) -> str:
     """The VAE encoder compiled afresh with inductor's bandwidth profiling: each Triton kernel of one forward +
     backward is benchmarked alone, with the bytes it must move (inductor's count) and the rate it reaches. An H100
@@ -219,6 +256,20 @@ def encoder_bandwidth(prior) -> str:
     for ms, gb, rate, name in sorted(calls, key=lambda c: -c[0])[:16]:
         lines.append(f"  {ms:6.3f} ms  {gb:6.3f} GB  {rate / 1e3:5.2f} TB/s  {name[:90]}")
     return "\n".join(lines)
+
+
+class AnyBatch(torch.nn.Module):
+    """The UNet compiled once for every batch size: its inputs' batch dimension is marked dynamic."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.compiled = torch.compile(unet, mode="reduce-overhead")
+        self.config = unet.config  # what the prior reads of its UNet
+
+    def forward(self, x, t, encoder_hidden_states, **kwargs):
+        for v in (x, t, encoder_hidden_states):
+            torch._dynamo.maybe_mark_dynamic(v, 0)
+        return self.compiled(x, t, encoder_hidden_states=encoder_hidden_states, **kwargs)
 
 
 def attempt(part, label: str) -> None:
@@ -246,7 +297,7 @@ def main() -> None:
     ap.add_argument("--arch", default="sd21-base")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--parts", default="loop,host,syncs,gpu,encoder,graphed,anatomy,gnkernels,gnloop",
+    ap.add_argument("--parts", default="loop,host,syncs,gpu,dynamic,static,where,encoder,graphed,regs,anatomy,freeze",
                     help="comma-separated sections to run (all by default)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -281,17 +332,40 @@ def main() -> None:
         prior.vae.encoder = compiled
         run("without the encoder's CUDA graphs")
         prior.vae.encoder = graphed
+    if "dynamic" in want:  # one UNet compilation for every batch size (B, 2B) instead of one per size
+        unet = prior.unet._orig_mod
+        torch._dynamo.reset()
+        prior.unet = AnyBatch(unet)
+        try:
+            run("UNet compiled once with a dynamic batch size")
+        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
+            print(f"dynamic batch: failed: {type(err).__name__}: {err}", flush=True)
+        prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
+        if "static" in want:  # the control: production's compilation, one per batch size, also from scratch
+            torch._dynamo.reset()
+            run("UNet compiled per batch size (production, control)")
+    if "where" in want:
+        attempt(lambda: gap_sites(state, sampler, objective, cfg, device, 3500, 3), "gap sites")
+    if "regs" in want:  # the control: the image-space regularisers eager (production compiles them)
+        from lucidkit.optimize import image_regularizers
+
+        compiled_terms, objective.image_terms = objective.image_terms, image_regularizers
+        run("regularisers eager (round 8's production)")
+        objective.image_terms = compiled_terms
     if "anatomy" in want:
         attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth")
-    if "gnkernels" in want:
-        attempt(lambda: kernel_table(prior), "GroupNorm kernels")
-    if "gnloop" in want:  # the control: round 9's production, the encoder's GroupNorms as compiled PyTorch ops
-        set_group_norm_kernels(prior, False)
-        encoder_alone(prior, prior.vae.encoder, "encoder, GroupNorms as PyTorch ops (control)")
-        run("GroupNorms as PyTorch ops (round 9 production)")
-        set_group_norm_kernels(prior, True)
-        encoder_alone(prior, prior.vae.encoder, "encoder, GroupNorm kernels (production)")
-        run("production again (GroupNorm kernels)")
+    if "freeze" in want:  # the UNet's host cost (~3 ms a call): its ~700 parameters as inductor constants
+        try:
+            unet = prior.unet._orig_mod if hasattr(prior.unet, "_orig_mod") else prior.unet
+            torch._dynamo.reset()  # a config change alone would reuse the compiled code
+            torch._inductor.config.freezing = True
+            prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
+            run("UNet compiled with inductor freezing")
+            if "host" in want:
+                print(host_cost(prior, state, sampler, objective, cfg, 3500, 6), flush=True)
+        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
+            print(f"freezing: failed: {type(err).__name__}: {err}", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -34,52 +34,21 @@ def group_norm_channels_last(x: torch.Tensor, groups: int, weight: torch.Tensor 
 
 
 class ChannelsLastGroupNorm(nn.Module):
-    """Drop-in for an nn.GroupNorm, sharing its parameters; with `silu`, for the GroupNorm and the SiLU after it.
+    """Drop-in for an nn.GroupNorm, sharing its parameters."""
 
-    On a channels-last CUDA tensor with frozen weights and `kernels` on, it runs the Triton kernels of
-    `lucidkit/groupnorm_kernels.py` (the fewest bytes moved, SiLU included); otherwise the function above.
-    """
-
-    def __init__(self, norm: nn.GroupNorm, silu: bool = False, kernels: bool = True):
+    def __init__(self, norm: nn.GroupNorm):
         super().__init__()
         self.num_groups, self.num_channels, self.eps, self.affine = norm.num_groups, norm.num_channels, norm.eps, norm.affine
         self.weight, self.bias = norm.weight, norm.bias
-        self.silu, self.kernels = silu, kernels
-
-    def _use_kernels(self, x: torch.Tensor) -> bool:
-        frozen = all(p is None or not p.requires_grad for p in (self.weight, self.bias))
-        return self.kernels and frozen and x.is_cuda and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._use_kernels(x):
-            from lucidkit.groupnorm_kernels import group_norm_silu
-
-            return group_norm_silu(x, self.num_groups, self.weight, self.bias, self.eps, self.silu)
-        y = group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
-        return nn.functional.silu(y) if self.silu else y
+        return group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
-def use_channels_last_group_norm(model: nn.Module, kernels: bool = True) -> int:
-    """Replace every nn.GroupNorm inside `model` by ChannelsLastGroupNorm; returns how many were replaced.
-
-    Where a GroupNorm is always followed by a SiLU — diffusers' ResnetBlock2D without a time embedding (norm1 and
-    norm2, then its `nonlinearity`) and the VAE encoder's output norm (`conv_norm_out`, then `conv_act`) — the
-    replacement does both and the SiLU module becomes an Identity. `kernels=False` keeps PyTorch ops on CUDA too.
-    """
-    for block in list(model.modules()):
-        pairs = []
-        if (isinstance(getattr(block, "nonlinearity", None), nn.SiLU) and getattr(block, "time_emb_proj", 1) is None
-                and getattr(block, "time_embedding_norm", "default") == "default"):
-            pairs = [("norm1", "nonlinearity"), ("norm2", "nonlinearity")]
-        elif isinstance(getattr(block, "conv_act", None), nn.SiLU):
-            pairs = [("conv_norm_out", "conv_act")]
-        if pairs and all(type(getattr(block, norm, None)) is nn.GroupNorm for norm, _ in pairs):
-            for norm, act in pairs:
-                setattr(block, norm, ChannelsLastGroupNorm(getattr(block, norm), silu=True, kernels=kernels))
-                setattr(block, act, nn.Identity())
+def use_channels_last_group_norm(model: nn.Module) -> int:
+    """Replace every nn.GroupNorm inside `model` by ChannelsLastGroupNorm; returns how many were replaced."""
     targets = [(name, m) for name, m in model.named_modules() if type(m) is nn.GroupNorm]
     for name, norm in targets:
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child,
-                ChannelsLastGroupNorm(norm, kernels=kernels))
-    return sum(isinstance(m, ChannelsLastGroupNorm) for m in model.modules())
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, ChannelsLastGroupNorm(norm))
+    return len(targets)

@@ -46,9 +46,6 @@ def test_replacing_the_norms_of_a_vae_encoder_keeps_its_output_and_state_dict():
     n = use_channels_last_group_norm(fast.encoder)
     assert n > 0 and not any(type(m) is torch.nn.GroupNorm for m in fast.encoder.modules())
     assert any(isinstance(m, ChannelsLastGroupNorm) for m in fast.encoder.modules())
-    # every SiLU of the encoder follows a GroupNorm and is now done by it (the fast path's kernels fuse the two)
-    assert any(m.silu for m in fast.encoder.modules() if isinstance(m, ChannelsLastGroupNorm))
-    assert not any(isinstance(m, torch.nn.SiLU) for m in fast.encoder.modules())
     assert fast.state_dict().keys() == vae.state_dict().keys()  # the same parameters under the same names
     fast.encoder.to(memory_format=torch.channels_last)
     img = torch.rand(2, 3, 32, 32)
