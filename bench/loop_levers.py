@@ -273,9 +273,11 @@ class AnyBatch(torch.nn.Module):
 
 
 def attempt(part, label: str) -> None:
-    """Print what `part()` returns, or why it failed, and go on with the other sections."""
+    """Print what `part()` returns (if anything), or why it failed, and go on with the other sections."""
     try:
-        print(part(), flush=True)
+        report = part()
+        if report is not None:
+            print(report, flush=True)
     except Exception as err:  # noqa: BLE001 - a failed section must not lose the others' measurements
         print(f"{label}: failed: {type(err).__name__}: {err}", flush=True)
 
@@ -336,10 +338,7 @@ def main() -> None:
         unet = prior.unet._orig_mod
         torch._dynamo.reset()
         prior.unet = AnyBatch(unet)
-        try:
-            run("UNet compiled once with a dynamic batch size")
-        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
-            print(f"dynamic batch: failed: {type(err).__name__}: {err}", flush=True)
+        attempt(lambda: run("UNet compiled once with a dynamic batch size"), "dynamic batch")
         prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
         if "static" in want:  # the control: production's compilation, one per batch size, also from scratch
             torch._dynamo.reset()
@@ -355,7 +354,7 @@ def main() -> None:
     if "anatomy" in want:
         attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth")
     if "freeze" in want:  # the UNet's host cost (~3 ms a call): its ~700 parameters as inductor constants
-        try:
+        def freeze():
             unet = prior.unet._orig_mod if hasattr(prior.unet, "_orig_mod") else prior.unet
             torch._dynamo.reset()  # a config change alone would reuse the compiled code
             torch._inductor.config.freezing = True
@@ -363,9 +362,8 @@ def main() -> None:
             run("UNet compiled with inductor freezing")
             if "host" in want:
                 print(host_cost(prior, state, sampler, objective, cfg, 3500, 6), flush=True)
-        except Exception as err:  # noqa: BLE001 - report the lever's failure, keep what was measured
-            print(f"freezing: failed: {type(err).__name__}: {err}", flush=True)
 
+        attempt(freeze, "freezing")
 
 if __name__ == "__main__":
     main()

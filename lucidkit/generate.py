@@ -134,8 +134,8 @@ class GenerateObjective:
         self.guidance, self.reg, self.generator = guidance, reg, generator
         # with a compiled prior, the image-space regularisers are compiled too (a few fused kernels instead of ~40
         # small launches right after the render, where the GPU waits for the CPU)
-        self.image_terms = torch.compile(image_regularizers, dynamic=False) if guidance.prior.compiled \
-            else image_regularizers
+        self.image_terms = (torch.compile(image_regularizers, dynamic=False) if guidance.prior.compiled
+                            else image_regularizers)
 
     def __call__(self, out, cams, step, splats):
         r = self.reg
