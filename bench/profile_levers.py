@@ -46,14 +46,14 @@ def family(name: str) -> str | None:
         return None  # annotations and CPU-side ops that merely enclose kernels
     if "nchwtonhwc" in n or "nhwctonchw" in n:
         return "layout transposes (cuDNN)"
+    if n.startswith("triton"):  # first: inductor names fused kernels after their ops ("..._convolution_backward_...")
+        return "triton (fused norm/elementwise)"
+    if any(k in n for k in ("flash", "fmha", "attention", "sdpa")):  # before "fprop": cuDNN's SDPA kernels have it
+        return "attention"
     if any(k in n for k in ("fprop", "dgrad", "wgrad", "conv", "implicit_gemm")):
         return "convolution"
-    if any(k in n for k in ("flash", "fmha", "attention", "sdpa")):
-        return "attention"
     if any(k in n for k in ("gemm", "nvjet", "cutlass", "matmul")):
         return "matmul"
-    if n.startswith("triton"):
-        return "triton (fused norm/elementwise)"
     if "elementwise" in n or "copy" in n or "reduce" in n:
         return "eager elementwise/copy"
     return "other"
