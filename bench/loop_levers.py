@@ -14,9 +14,8 @@ and compiled once; then:
      with UNet calls between its forward and backward; its Triton kernels' bandwidth (inductor's profiler);
   5. levers and controls, each timed in the loop: without the encoder's CUDA graphs; the image-space regularisers
      eager instead of compiled; the UNet compiled once for every batch size (dynamic batch) instead of once per
-     size; the encoder's GroupNorm + SiLU as composed functions instead of the hand-written backward
-     (`lucidkit/groupnorm.py`, round 12); the UNet compiled with inductor freezing (its parameters as constants:
-     fewer guards and cudagraph input checks). Every compilation runs with inductor's caches off, so warm-up seconds are those of a fresh
+     size; the UNet compiled with inductor freezing (its parameters as constants: fewer guards and cudagraph
+     input checks). Every compilation runs with inductor's caches off, so warm-up seconds are those of a fresh
      machine. (Rounds 6-7's pinned-copy control and V6 GroupNorm are in git history; results in
      bench/results/loop_levers_7.txt.)
 
@@ -273,34 +272,6 @@ class AnyBatch(torch.nn.Module):
         return self.compiled(x, t, encoder_hidden_states=encoder_hidden_states, **kwargs)
 
 
-def set_group_norm_hand_backward(prior, on: bool) -> None:
-    """Switch the encoder's GroupNorm (+ SiLU) between the hand-written backward (production since round 12) and
-    the composed functions (round 9's production), and compile and graph it afresh as enable_fast_path does. The
-    switch is an attribute that dynamo guards on, so only the encoder recompiles (the UNet's code stays)."""
-    from lucidkit.graphed import GraphedModule
-    from lucidkit.groupnorm import ChannelsLastGroupNorm
-
-    encoder = prior.vae.encoder.module._orig_mod
-    for m in encoder.modules():
-        if isinstance(m, ChannelsLastGroupNorm):
-            m.hand_backward = on
-    prior.vae.encoder = GraphedModule(torch.compile(encoder, dynamic=False))
-
-
-def encoder_error(prior, reference) -> str:
-    """The production encoder (bf16) against `reference` (float32, eager) on one input: output and input gradient."""
-    x = encoder_input(prior, torch.Generator(prior.device).manual_seed(0))
-    results = []
-    for encoder, dtype in ((prior.vae.encoder, prior.dtype), (reference, torch.float32)):
-        xi = x.to(dtype).requires_grad_(True)
-        out = encoder(xi)
-        grad, = torch.autograd.grad(out.float().square().sum(), xi)
-        results.append((out.detach().float(), grad.float()))
-    rel = lambda a, b: ((a - b).norm() / b.norm()).item()
-    (out, grad), (ref_out, ref_grad) = results
-    return f"  relative error against float32: output {rel(out, ref_out):.1e}, input gradient {rel(grad, ref_grad):.1e}"
-
-
 def attempt(part, label: str) -> None:
     """Print what `part()` returns (if anything), or why it failed, and go on with the other sections."""
     try:
@@ -328,7 +299,7 @@ def main() -> None:
     ap.add_argument("--arch", default="sd21-base")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--parts", default="loop,host,syncs,gpu,dynamic,static,where,encoder,graphed,regs,gnhand,anatomy,freeze",
+    ap.add_argument("--parts", default="loop,host,syncs,gpu,dynamic,static,where,encoder,graphed,regs,anatomy,freeze",
                     help="comma-separated sections to run (all by default)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -380,19 +351,6 @@ def main() -> None:
         compiled_terms, objective.image_terms = objective.image_terms, image_regularizers
         run("regularisers eager (round 8's production)")
         objective.image_terms = compiled_terms
-    if "gnhand" in want:  # the control: round 9's production, GroupNorm and SiLU as composed functions
-        import copy
-
-        reference = copy.deepcopy(prior.vae.encoder.module._orig_mod).float()
-        set_group_norm_hand_backward(prior, False)
-        encoder_alone(prior, prior.vae.encoder, "encoder, composed GroupNorm + SiLU (control)")
-        attempt(lambda: encoder_error(prior, reference), "encoder error")
-        run("composed GroupNorm + SiLU (round 9 production)")
-        set_group_norm_hand_backward(prior, True)
-        encoder_alone(prior, prior.vae.encoder, "encoder, hand-written backward (production)")
-        attempt(lambda: encoder_error(prior, reference), "encoder error")
-        run("production again (hand-written backward)")
-        del reference
     if "anatomy" in want:
         attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth")
     if "freeze" in want:  # the UNet's host cost (~3 ms a call): its ~700 parameters as inductor constants
