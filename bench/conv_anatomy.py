@@ -87,6 +87,21 @@ def families(label: str, fn) -> None:
     print(f"   {label:<40} " + "  ".join(f"{n} {v:.2f}" for n, v in sorted(k.items(), key=lambda kv: -kv[1])), flush=True)
 
 
+def eager_vs_compiled(label: str, module, make_call):
+    """Convolution calls and kernel families of `make_call(module)` eager, then compiled (no CUDA graphs);
+    returns the compiled module."""
+    eager = conv_calls(make_call(module))
+    families("eager", make_call(module))
+    t0 = time.monotonic()
+    compiled_module = torch.compile(module, dynamic=False)
+    make_call(compiled_module)()
+    print(f"   (compiled, no CUDA graphs, in {time.monotonic() - t0:.0f} s)", flush=True)
+    compiled = conv_calls(make_call(compiled_module))
+    families("compiled, no CUDA graphs", make_call(compiled_module))
+    compare(label, eager, compiled)
+    return compiled_module
+
+
 def main() -> None:
     from lucidkit.graphed import GraphedModule
     from lucidkit.groupnorm import use_channels_last_group_norm
@@ -109,22 +124,14 @@ def main() -> None:
         return run
 
     print("== UNet, B=4", flush=True)
-    eager = conv_calls(call(unet))
-    families("eager", call(unet))
-    t0 = time.monotonic()
-    compiled_default = torch.compile(unet, dynamic=False)
-    call(compiled_default)()
-    print(f"   (compiled, no CUDA graphs, in {time.monotonic() - t0:.0f} s)", flush=True)
-    compiled = conv_calls(call(compiled_default))
-    families("compiled, no CUDA graphs", call(compiled_default))
-    compare("UNet B=4", eager, compiled)
+    eager_vs_compiled("UNet B=4", unet, call)
     t0 = time.monotonic()
     compiled_ro = torch.compile(unet, mode="reduce-overhead", dynamic=False)
     for _ in range(3):
         call(compiled_ro)()
     print(f"   (reduce-overhead in {time.monotonic() - t0:.0f} s)", flush=True)
     families("compiled, reduce-overhead (production)", call(compiled_ro))
-    del compiled_default, compiled_ro
+    del compiled_ro
     torch._dynamo.reset()
 
     print("== VAE encoder forward + backward (input gradient), 4x512²", flush=True)
@@ -141,15 +148,7 @@ def main() -> None:
             images.grad = None
         return run
 
-    eager = conv_calls(fwd_bwd(encoder))
-    families("eager", fwd_bwd(encoder))
-    t0 = time.monotonic()
-    compiled_enc = torch.compile(encoder, dynamic=False)
-    fwd_bwd(compiled_enc)()
-    print(f"   (compiled in {time.monotonic() - t0:.0f} s)", flush=True)
-    compiled = conv_calls(fwd_bwd(compiled_enc))
-    families("compiled", fwd_bwd(compiled_enc))
-    compare("encoder fwd+bwd", eager, compiled)
+    compiled_enc = eager_vs_compiled("encoder fwd+bwd", encoder, fwd_bwd)
     graphed = GraphedModule(compiled_enc)
     families("compiled + CUDA graphs (production)", fwd_bwd(graphed))
 
