@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import defaultdict
 
 import torch
 
 from cudnn_search import B, SIZE, kernel_ms
-from profile_levers import family
+from profile_levers import profiled
 
 CONV_OPS = ("aten::convolution", "aten::convolution_backward")
 
@@ -33,14 +32,7 @@ def conv_calls(fn, calls: int = 2) -> dict:
     import json
     import tempfile
 
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
-        for _ in range(calls):
-            fn()
-        torch.cuda.synchronize()
+    prof = profiled(fn, calls, cpu=True, shapes=True)
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         prof.export_chrome_trace(f.name)
         events = json.load(open(f.name))["traceEvents"]

@@ -29,22 +29,10 @@ SETTINGS = {  # name: child arguments
 
 
 def kernel_ms(fn, calls: int = 5) -> dict[str, float]:
-    """CUDA kernel time per call of `fn`, by kernel family (bench/profile_levers.py's families)."""
-    from torch.profiler import ProfilerActivity, profile
+    """CUDA kernel time per call of `fn`, by kernel family (bench/profile_levers.py's families), and "all"."""
+    from profile_levers import family_ms, profiled
 
-    from profile_levers import family
-
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA], acc_events=True) as prof:
-        for _ in range(calls):
-            fn()
-        torch.cuda.synchronize()
-    fams: dict[str, float] = {}
-    for e in prof.key_averages():
-        fam = family(e.key) if e.self_device_time_total > 0 else None
-        if fam:
-            fams[fam] = fams.get(fam, 0.0) + e.self_device_time_total / calls / 1e3
+    fams = family_ms(profiled(fn, calls).key_averages(), calls)
     fams["all"] = sum(fams.values())
     return fams
 
@@ -62,7 +50,6 @@ def child(limit: int, tunableop: bool) -> None:
     torch.manual_seed(0)
     prior = DiffusionPrior.from_arch("sd21-base", device="cuda", dtype="bf16", seed=0)
     prior.enable_fast_path(compile=False)  # channels-last UNet, cuDNN autotuning, bmm VAE attention
-    torch.backends.cudnn.benchmark_limit = limit  # (enable_fast_path leaves the limit alone; set again to be sure)
     encoder = prior.vae.encoder  # as the compiled path runs it: channels-last, channels-last GroupNorm
     use_channels_last_group_norm(encoder)
     encoder.to(memory_format=torch.channels_last)

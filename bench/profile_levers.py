@@ -59,22 +59,37 @@ def family(name: str) -> str | None:
     return "other"
 
 
-def profile(fn, label: str, rows: int = 14, shapes: bool = False) -> None:
-    """CUDA time of 3 calls split by kernel family, the top kernels, and (shapes) the CPU ops that launch copies."""
+def profiled(fn, calls: int, cpu: bool = False, shapes: bool = False):
+    """The torch profiler's record of `calls` calls of `fn` (after one unrecorded call): CUDA kernels, and with
+    `cpu` the CPU ops too (with `shapes`, their input shapes and strides)."""
     from torch.profiler import ProfilerActivity, profile as tprofile
 
     fn()
     torch.cuda.synchronize()
-    acts = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if shapes else [])
+    acts = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if cpu else [])
     with tprofile(activities=acts, record_shapes=shapes, acc_events=True) as prof:
-        for _ in range(3):
+        for _ in range(calls):
             fn()
         torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if e.self_device_time_total > 0 and family(e.key)]
-    total = sum(e.self_device_time_total for e in events) / 3 / 1e3
+    return prof
+
+
+def family_ms(events, calls: int) -> dict[str, float]:
+    """Kernel time per call by family, from the profiler's averaged events (`key_averages()`)."""
     fams: dict[str, float] = {}
     for e in events:
-        fams[family(e.key)] = fams.get(family(e.key), 0.0) + e.self_device_time_total / 3 / 1e3
+        fam = family(e.key) if e.self_device_time_total > 0 else None
+        if fam:
+            fams[fam] = fams.get(fam, 0.0) + e.self_device_time_total / calls / 1e3
+    return fams
+
+
+def profile(fn, label: str, rows: int = 14, shapes: bool = False) -> None:
+    """CUDA time of 3 calls split by kernel family, the top kernels, and (shapes) the CPU ops that launch copies."""
+    prof = profiled(fn, 3, cpu=shapes, shapes=shapes)
+    events = [e for e in prof.key_averages() if e.self_device_time_total > 0 and family(e.key)]
+    fams = family_ms(events, 3)
+    total = sum(fams.values())
     out(f"  profile {label}: {total:.1f} ms of CUDA kernels per call")
     for k, v in sorted(fams.items(), key=lambda kv: -kv[1]):
         out(f"    {k:<34}{v:7.2f} ms  {100 * v / total:5.1f}%")
