@@ -990,9 +990,10 @@ class DiffusionPrior:
         With `compile` (CUDA only): the UNet is compiled with torch.compile in "reduce-overhead" mode — fused
         kernels replayed as CUDA graphs, one graph per batch size (B for inversion, 2B or 4B for CFG), which removes
         the per-kernel launch cost that makes eager UNet calls launch-bound — and the VAE encoder (which must also
-        run backward) is compiled channels-last, with GroupNorms written for that layout (`lucidkit/groupnorm.py`),
-        and its forward and backward with gradients are replayed as CUDA graphs of their own
-        (`lucidkit/graphed.py`). Compilation takes a few minutes on the first calls, less once its cache
+        run backward) is compiled channels-last, with GroupNorms written for that layout (`lucidkit/groupnorm.py`)
+        and inductor thresholds that recompute float32 intermediates instead of storing them
+        (`ENCODER_INDUCTOR_OPTIONS`), and its forward and backward with gradients are replayed as CUDA graphs of
+        their own (`lucidkit/graphed.py`). Compilation takes a few minutes on the first calls, less once its cache
         (~/.cache/lucidkit/inductor, `use_persistent_compile_cache`) holds the compiled code.
         """
         for model in (self.unet, self.controlnet):
@@ -1008,24 +1009,31 @@ class DiffusionPrior:
             self.vae.set_attn_processor(AttnProcessor())
             if compile and not self._compiled:
                 use_persistent_compile_cache()
-                # Compiled, the encoder runs channels-last: cuDNN's Hopper convolutions are NHWC-only, and in the
-                # contiguous layout each one transposes its input and output (~10 ms of 39). nn.GroupNorm reads
-                # channels-last memory badly, so its statistics are taken per channel first (−5.8 ms measured,
-                # bench/results/levers.md). Eager, the contiguous layout stays faster (aten's GroupNorm kernels).
-                from lucidkit.groupnorm import use_channels_last_group_norm
-
-                use_channels_last_group_norm(self.vae.encoder)
-                for part in (self.vae.encoder, getattr(self.vae, "quant_conv", None)):  # some VAEs have no quant_conv
-                    if part is not None:
-                        part.to(memory_format=torch.channels_last)
-                self._vae_layout = torch.channels_last
                 self.unet = torch.compile(self.unet, mode="reduce-overhead", dynamic=False)
-                # and its forward+backward, at the loop's fixed shape, is replayed as CUDA graphs: the CPU then
-                # queues one launch instead of a few hundred (-4 to -8 ms per update, bench/results/levers.md)
-                self.vae.encoder = GraphedModule(torch.compile(self.vae.encoder, dynamic=False))
+                self.vae.encoder = self.compiled_encoder(ENCODER_INDUCTOR_OPTIONS)
                 self._compiled = True
         self.source["fast_path"] = True
         self.source["compiled"] = self._compiled
+
+    def compiled_encoder(self, options: dict[str, Any] | None = None) -> GraphedModule:
+        """The VAE encoder as the fast path runs it (CUDA): channels-last, compiled, its forward+backward replayed
+        as CUDA graphs. The eager encoder is converted in place (layout, GroupNorms) and stays reachable as
+        `.module._orig_mod`. `options` overrides inductor settings for this compilation only (benchmarks)."""
+        # Compiled, the encoder runs channels-last: cuDNN's Hopper convolutions are NHWC-only, and in the
+        # contiguous layout each one transposes its input and output (~10 ms of 39). nn.GroupNorm reads
+        # channels-last memory badly, so its statistics are taken per channel first (−5.8 ms measured,
+        # bench/results/levers.md). Eager, the contiguous layout stays faster (aten's GroupNorm kernels).
+        from lucidkit.groupnorm import use_channels_last_group_norm
+
+        encoder = self.vae.encoder.module._orig_mod if isinstance(self.vae.encoder, GraphedModule) else self.vae.encoder
+        use_channels_last_group_norm(encoder)
+        for part in (encoder, getattr(self.vae, "quant_conv", None)):  # some VAEs have no quant_conv
+            if part is not None:
+                part.to(memory_format=torch.channels_last)
+        self._vae_layout = torch.channels_last
+        # its forward+backward, at the loop's fixed shape, is replayed as CUDA graphs: the CPU then queues one
+        # launch instead of a few hundred (-4 to -8 ms per update, bench/results/levers.md)
+        return GraphedModule(torch.compile(encoder, dynamic=False, options=options))
 
     def enable_low_memory(self, max_unet_batch: int = 4) -> None:
         """Trade speed for memory: the VAE recomputes its activations in the backward pass (gradient
@@ -1063,6 +1071,14 @@ class DiffusionPrior:
             f"DiffusionPrior({self.source.get('spec')!r}, {self.resolution}px, latents {self.latent_channels}x"
             f"{self.latent_size}², {_dtype_name(self.dtype)} on {self.device})"
         )
+
+
+# Inductor stores a value that several kernels read once it reads > 4 inputs, has > 30 ops or has accumulated > 8
+# reads; in the encoder's GroupNorm + SiLU backward those values are float32 copies of whole activations. With these
+# thresholds each kernel recomputes them from the bf16 inputs instead: 31.3 -> 14.6 GB moved by the encoder's Triton
+# kernels, forward+backward 29.8 -> 26.1 ms, same error against float32 (bench/results/encoder_realize_14.txt).
+ENCODER_INDUCTOR_OPTIONS = {"realize_reads_threshold": 16, "realize_opcount_threshold": 100,
+                            "realize_acc_reads_threshold": 16}
 
 
 def use_persistent_compile_cache() -> Path | None:
