@@ -88,7 +88,7 @@ def cpu_buffer_count(prior: DiffusionPrior, keys: list[str]) -> None:
                       + (", ".join(f"{v:.1f} MB {k}" for k, v in sizes.items()) or "none"), flush=True)
 
 
-def bandwidth(prior: DiffusionPrior, options: dict, x: torch.Tensor, dy: torch.Tensor) -> str:
+def bandwidth(prior: DiffusionPrior, options: dict, x: torch.Tensor, dy: torch.Tensor, rows: int = 6) -> str:
     """Inductor's per-kernel benchmark of one fresh compilation: Triton kernels, their ms alone, the bytes moved."""
     from torch._inductor.runtime import triton_heuristics
 
@@ -100,7 +100,7 @@ def bandwidth(prior: DiffusionPrior, options: dict, x: torch.Tensor, dy: torch.T
     calls = list(triton_heuristics.collected_calls)
     ms, gb = sum(c[0] for c in calls), sum(c[1] for c in calls)
     lines = [f"   Triton kernels alone: {len(calls)} kernels, {ms:.2f} ms, {gb:.2f} GB, {gb / ms:.2f} TB/s"]
-    for k_ms, k_gb, rate, name in sorted(calls, key=lambda c: -c[0])[:6]:
+    for k_ms, k_gb, rate, name in sorted(calls, key=lambda c: -c[0])[:rows]:
         lines.append(f"     {k_ms:6.3f} ms  {k_gb:6.3f} GB  {rate / 1e3:5.2f} TB/s  {name[:80]}")
     return "\n".join(lines)
 

@@ -235,27 +235,16 @@ def gap_sites(state, sampler, objective, cfg, device, start: int, steps: int) ->
 
 
 def encoder_bandwidth(prior) -> str:
-    """The VAE encoder compiled afresh with inductor's bandwidth profiling: each Triton kernel of one forward +
-    backward is benchmarked alone, with the bytes it must move (inductor's count) and the rate it reaches. An H100
-    moves ~3.35 TB/s at best, ~2.5-3 TB/s in practice."""
-    from torch._inductor.runtime import triton_heuristics
+    """The production encoder's Triton kernels, each benchmarked alone by inductor, with the bytes they move (an
+    H100 moves ~3.35 TB/s at best, ~2.5-3 TB/s in practice); see bench/encoder_realize.py."""
+    from encoder_realize import bandwidth
 
-    encoder = prior.vae.encoder.module._orig_mod  # the eager module (GroupNorms already channels-last)
-    torch._dynamo.reset()  # else the module's compiled code is reused (production's replays are unaffected)
-    x = encoder_input(prior, torch.Generator(prior.device).manual_seed(0)).requires_grad_(True)
-    triton_heuristics.collected_calls.clear()
-    with torch._inductor.config.patch(profile_bandwidth=True):
-        fresh = torch.compile(encoder, dynamic=False)
-        out = fresh(x)
-        torch.autograd.grad(out, x, torch.ones_like(out))
-    _sync(prior.device)
-    calls = list(triton_heuristics.collected_calls)
-    total_ms, total_gb = sum(c[0] for c in calls), sum(c[1] for c in calls)
-    lines = [f"encoder Triton kernels, one forward + backward, each benchmarked alone: {len(calls)} kernels, "
-             f"{total_ms:.2f} ms, {total_gb:.2f} GB moved, {total_gb / total_ms:.2f} TB/s overall"]
-    for ms, gb, rate, name in sorted(calls, key=lambda c: -c[0])[:16]:
-        lines.append(f"  {ms:6.3f} ms  {gb:6.3f} GB  {rate / 1e3:5.2f} TB/s  {name[:90]}")
-    return "\n".join(lines)
+    from lucidkit.prior import ENCODER_INDUCTOR_OPTIONS
+
+    x = encoder_input(prior, torch.Generator(prior.device).manual_seed(0))
+    h = prior.latent_size
+    dy = torch.ones(4, 2 * prior.latent_channels, h, h, device=prior.device)
+    return bandwidth(prior, ENCODER_INDUCTOR_OPTIONS, x, dy, rows=16)
 
 
 class AnyBatch(torch.nn.Module):
