@@ -96,7 +96,6 @@ def eager_vs_compiled(label: str, module, make_call):
 
 def main() -> None:
     from lucidkit.graphed import GraphedModule
-    from lucidkit.groupnorm import use_channels_last_group_norm
     from lucidkit.prior import DiffusionPrior
 
     print(f"{torch.cuda.get_device_name()} torch {torch.__version__} cuDNN {torch.backends.cudnn.version()}", flush=True)
@@ -127,9 +126,7 @@ def main() -> None:
     torch._dynamo.reset()
 
     print("== VAE encoder forward + backward (input gradient), 4x512²", flush=True)
-    encoder = prior.vae.encoder
-    use_channels_last_group_norm(encoder)
-    encoder.to(memory_format=torch.channels_last)
+    encoder = prior.channels_last_encoder()
     images = torch.rand(B, 3, SIZE, SIZE, device="cuda").to(memory_format=torch.channels_last)
     images = (images * 2 - 1).to(torch.bfloat16).requires_grad_(True)
 

@@ -44,15 +44,12 @@ def child(limit: int, tunableop: bool) -> None:
         torch.cuda.tunable.enable(True)
         torch.cuda.tunable.tuning_enable(True)
         torch.cuda.tunable.set_filename("/tmp/tunableop_results%d.csv")
-    from lucidkit.groupnorm import use_channels_last_group_norm
     from lucidkit.prior import DiffusionPrior
 
     torch.manual_seed(0)
     prior = DiffusionPrior.from_arch("sd21-base", device="cuda", dtype="bf16", seed=0)
     prior.enable_fast_path(compile=False)  # channels-last UNet, cuDNN autotuning, bmm VAE attention
-    encoder = prior.vae.encoder  # as the compiled path runs it: channels-last, channels-last GroupNorm
-    use_channels_last_group_norm(encoder)
-    encoder.to(memory_format=torch.channels_last)
+    encoder = prior.channels_last_encoder()  # as the compiled path runs it, eager
 
     h = prior.latent_size
     emb = torch.randn(2 * B, 77, prior.unet.config.cross_attention_dim, device="cuda")

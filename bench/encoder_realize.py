@@ -42,9 +42,9 @@ VARIANTS = {
     "R1": ("reads 16, opcount 100, acc-reads 16 (production)", ENCODER_INDUCTOR_OPTIONS),
     "R2": ("reads 16, opcount 100", {"realize_reads_threshold": 16, "realize_opcount_threshold": 100}),
     "R3": ("R1 + coordinate-descent tuning", {**ENCODER_INDUCTOR_OPTIONS, "coordinate_descent_tuning": True}),
-    "R5": ("acc-reads 16 only", {"realize_acc_reads_threshold": 16}),
     "R4": ("reads 32, opcount 200, acc-reads 32",
            {"realize_reads_threshold": 32, "realize_opcount_threshold": 200, "realize_acc_reads_threshold": 32}),
+    "R5": ("acc-reads 16 only", {"realize_acc_reads_threshold": 16}),
 }
 
 
@@ -111,7 +111,7 @@ def encoder_variants(prior: DiffusionPrior, keys: list[str], bandwidth_keys: lis
     x = (2 * x - 1).to(prior.dtype).contiguous(memory_format=torch.channels_last)  # as latent_posterior feeds it
     dy = torch.randn(4, 2 * prior.latent_channels, prior.latent_size, prior.latent_size, device=prior.device,
                      generator=g)
-    eager = prior.compiled_encoder().module._orig_mod
+    eager = prior.channels_last_encoder()
     reference = fwd_bwd(eager.float(), x.float(), dy)  # float32, eager
     eager.to(prior.dtype)
     first = None
@@ -182,7 +182,6 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()} torch {torch.__version__}", flush=True)
     encoder_variants(prior, args.variants.split(","), args.bandwidth.split(","))
     if args.unet:
-        prior.unet.to(memory_format=torch.channels_last)
         unet_variants(prior, args.unet.split(","))
 
 

@@ -1015,10 +1015,9 @@ class DiffusionPrior:
         self.source["fast_path"] = True
         self.source["compiled"] = self._compiled
 
-    def compiled_encoder(self, options: dict[str, Any] | None = None) -> GraphedModule:
-        """The VAE encoder as the fast path runs it (CUDA): channels-last, compiled, its forward+backward replayed
-        as CUDA graphs. The eager encoder is converted in place (layout, GroupNorms) and stays reachable as
-        `.module._orig_mod`. `options` overrides inductor settings for this compilation only (benchmarks)."""
+    def channels_last_encoder(self) -> torch.nn.Module:
+        """The eager VAE encoder as the fast path compiles it: channels-last, with GroupNorms written for that
+        layout (converted in place, also when it is already compiled; later encodes take channels-last input)."""
         # Compiled, the encoder runs channels-last: cuDNN's Hopper convolutions are NHWC-only, and in the
         # contiguous layout each one transposes its input and output (~10 ms of 39). nn.GroupNorm reads
         # channels-last memory badly, so its statistics are taken per channel first (−5.8 ms measured,
@@ -1031,9 +1030,13 @@ class DiffusionPrior:
             if part is not None:
                 part.to(memory_format=torch.channels_last)
         self._vae_layout = torch.channels_last
-        # its forward+backward, at the loop's fixed shape, is replayed as CUDA graphs: the CPU then queues one
-        # launch instead of a few hundred (-4 to -8 ms per update, bench/results/levers.md)
-        return GraphedModule(torch.compile(encoder, dynamic=False, options=options))
+        return encoder
+
+    def compiled_encoder(self, options: dict[str, Any] | None = None) -> GraphedModule:
+        """`channels_last_encoder()` compiled, its forward+backward replayed as CUDA graphs (CUDA): the CPU then
+        queues one launch instead of a few hundred (-4 to -8 ms per update, bench/results/levers.md). `options`
+        overrides inductor settings for this compilation only (benchmarks)."""
+        return GraphedModule(torch.compile(self.channels_last_encoder(), dynamic=False, options=options))
 
     def enable_low_memory(self, max_unet_batch: int = 4) -> None:
         """Trade speed for memory: the VAE recomputes its activations in the backward pass (gradient
