@@ -117,7 +117,7 @@ def main() -> None:
     print("== UNet, B=4", flush=True)
     eager_vs_compiled("UNet B=4", unet, call)
     t0 = time.monotonic()
-    compiled_ro = torch.compile(unet, mode="reduce-overhead", dynamic=False)
+    compiled_ro = prior.compiled_unet()
     for _ in range(3):
         call(compiled_ro)()
     print(f"   (reduce-overhead in {time.monotonic() - t0:.0f} s)", flush=True)

@@ -1,4 +1,4 @@
-"""Round 14: inductor's store-or-recompute thresholds for the VAE encoder (and, as a check, the UNet).
+"""Rounds 14-15: inductor's store-or-recompute thresholds and tiling for the VAE encoder (and the UNet).
 
 When a pointwise value feeds several kernels, inductor either stores it (one write, a read per consumer) or lets
 each consumer recompute it from its inputs. It stores it when the value reads more than `realize_reads_threshold`
@@ -11,6 +11,7 @@ the output's and input gradient's error against the same encoder in float32 (eag
 from the first variant; and (`--bandwidth`) inductor's own count of bytes its Triton kernels move.
 
     python3 bench/encoder_realize.py [--variants R0,R1,R2] [--bandwidth R0,R1] [--unet R0,R1]   (H100, ~8 min)
+    python3 bench/encoder_realize.py --variants R1,R6,R7,R8 --bandwidth R6 --unet R0,R1,RA      (round 15)
     python3 bench/encoder_realize.py --device cpu   (no timing: the large buffers the backward stores, at 1x128²)
 
 On the CPU, inductor's CPU rules (it always stores reused values that contain a sigmoid, and uses larger
@@ -31,7 +32,7 @@ import time
 import torch
 
 from lucidkit.bench.speed import time_ms
-from lucidkit.prior import ENCODER_INDUCTOR_OPTIONS, DiffusionPrior
+from lucidkit.prior import RECOMPUTE_OPTIONS, DiffusionPrior
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from profile_levers import family_ms, profiled  # noqa: E402
@@ -39,12 +40,18 @@ from profile_levers import family_ms, profiled  # noqa: E402
 GPU_DEFAULTS = {"realize_reads_threshold": 4, "realize_opcount_threshold": 30, "realize_acc_reads_threshold": 8}
 VARIANTS = {
     "R0": ("inductor's defaults (round 13 production)", {}),
-    "R1": ("reads 16, opcount 100, acc-reads 16 (production)", ENCODER_INDUCTOR_OPTIONS),
+    "R1": ("reads 16, opcount 100, acc-reads 16 (production)", RECOMPUTE_OPTIONS),
     "R2": ("reads 16, opcount 100", {"realize_reads_threshold": 16, "realize_opcount_threshold": 100}),
-    "R3": ("R1 + coordinate-descent tuning", {**ENCODER_INDUCTOR_OPTIONS, "coordinate_descent_tuning": True}),
+    "R3": ("R1 + coordinate-descent tuning", {**RECOMPUTE_OPTIONS, "coordinate_descent_tuning": True}),
     "R4": ("reads 32, opcount 200, acc-reads 32",
            {"realize_reads_threshold": 32, "realize_opcount_threshold": 200, "realize_acc_reads_threshold": 32}),
     "R5": ("acc-reads 16 only", {"realize_acc_reads_threshold": 16}),
+    # round 15: how the recomputing kernels are tiled
+    "R6": ("R1 + 2-D tiling of pointwise kernels", {**RECOMPUTE_OPTIONS, "triton.prefer_nd_tiling": True}),
+    "R7": ("R6 + tiled reductions", {**RECOMPUTE_OPTIONS, "triton.prefer_nd_tiling": True,
+                                     "triton.tile_reductions": True}),
+    "R8": ("R1 + aggressive fusion", {**RECOMPUTE_OPTIONS, "aggressive_fusion": True}),
+    "RA": ("R1 + aggressive fusion (UNet)", {**RECOMPUTE_OPTIONS, "aggressive_fusion": True}),
 }
 
 
@@ -138,30 +145,36 @@ def encoder_variants(prior: DiffusionPrior, keys: list[str], bandwidth_keys: lis
             print(bandwidth(prior, options, x, dy), flush=True)
 
 
-def unet_variants(prior: DiffusionPrior, keys: list[str]) -> None:
-    """The UNet's batch-B call compiled with each variant's thresholds (no CUDA graphs: kernel time is compared)."""
+def unet_variants(prior: DiffusionPrior, keys: list[str], batch: int = 4) -> None:
+    """The UNet's batch-B call compiled as production compiles it (CUDA graphs: wall time is GPU time) with each
+    variant's options; its output's difference from the first variant's."""
     unet = prior.unet
     g = torch.Generator(prior.device).manual_seed(0)
     h = prior.latent_size
-    z = torch.randn(4, prior.latent_channels, h, h, device=prior.device, generator=g, dtype=prior.dtype)
+    z = torch.randn(batch, prior.latent_channels, h, h, device=prior.device, generator=g, dtype=prior.dtype)
     z = z.contiguous(memory_format=torch.channels_last)
-    t = torch.full((4,), 500, device=prior.device)
-    emb = torch.randn(4, 77, prior.text_encoder.config.hidden_size, device=prior.device, dtype=prior.dtype)
+    t = torch.full((batch,), 500, device=prior.device)
+    emb = torch.randn(batch, 77, prior.text_encoder.config.hidden_size, device=prior.device, dtype=prior.dtype)
+    first = None
     for key in keys:
         label, options = VARIANTS[key]
         torch._dynamo.reset()
-        compiled = torch.compile(unet, dynamic=False, options=options)
+        compiled = torch.compile(unet, dynamic=False, options={"triton.cudagraphs": True, **options})
         call = lambda: compiled(z, t, encoder_hidden_states=emb).sample
         t0 = time.perf_counter()
         with torch.no_grad():
-            call()
+            for _ in range(3):  # compile, warm up, record the CUDA graph
+                call()
             torch.cuda.synchronize()
             warm = time.perf_counter() - t0
-            ms = time_ms(call, prior.device, repeat=20)
+            out = call().clone()  # a replay's output lives in the graph's memory pool
+            ms = time_ms(call, prior.device, repeat=30)
             fams = family_ms(profiled(call, 3).key_averages(), 3)
+        first = out if first is None else first
         split = ", ".join(f"{k} {v:.2f}" for k, v in sorted(fams.items(), key=lambda kv: -kv[1]))
-        print(f"{key} {label:<36} UNet B=4 {ms:6.2f} ms (compiled, no graphs); compile {warm:.0f} s\n"
-              f"   kernels per call (ms): {split}", flush=True)
+        print(f"{key} {label:<36} UNet B={batch} {ms:6.2f} ms (compiled, CUDA graphs); compile+capture {warm:.0f} s;"
+              f" output vs {keys[0]}: {rel(out, first):.2e}\n   kernels per call (ms): {split}", flush=True)
+        del compiled
 
 
 def main() -> None:
@@ -180,7 +193,8 @@ def main() -> None:
     prior = DiffusionPrior.from_arch("sd21-base", device="cuda", dtype="bf16")
     prior.enable_fast_path(compile=False)  # channels-last UNet, cuDNN autotuning, bmm VAE attention
     print(f"{torch.cuda.get_device_name()} torch {torch.__version__}", flush=True)
-    encoder_variants(prior, args.variants.split(","), args.bandwidth.split(","))
+    if args.variants:
+        encoder_variants(prior, args.variants.split(","), args.bandwidth.split(","))
     if args.unet:
         unet_variants(prior, args.unet.split(","))
 

@@ -239,12 +239,12 @@ def encoder_bandwidth(prior) -> str:
     H100 moves ~3.35 TB/s at best, ~2.5-3 TB/s in practice); see bench/encoder_realize.py."""
     from encoder_realize import bandwidth
 
-    from lucidkit.prior import ENCODER_INDUCTOR_OPTIONS
+    from lucidkit.prior import RECOMPUTE_OPTIONS
 
     x = encoder_input(prior, torch.Generator(prior.device).manual_seed(0))
     h = prior.latent_size
     dy = torch.ones(4, 2 * prior.latent_channels, h, h, device=prior.device)
-    return bandwidth(prior, ENCODER_INDUCTOR_OPTIONS, x, dy, rows=16)
+    return bandwidth(prior, RECOMPUTE_OPTIONS, x, dy, rows=16)
 
 
 class AnyBatch(torch.nn.Module):
@@ -328,7 +328,8 @@ def main() -> None:
         torch._dynamo.reset()
         prior.unet = AnyBatch(unet)
         attempt(lambda: run("UNet compiled once with a dynamic batch size"), "dynamic batch")
-        prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
+        prior.unet = unet
+        prior.unet = prior.compiled_unet()  # production's compilation again
         if "static" in want:  # the control: production's compilation, one per batch size, also from scratch
             torch._dynamo.reset()
             run("UNet compiled per batch size (production, control)")
@@ -344,10 +345,9 @@ def main() -> None:
         attempt(lambda: encoder_bandwidth(prior), "encoder bandwidth")
     if "freeze" in want:  # the UNet's host cost (~3 ms a call): its ~700 parameters as inductor constants
         def freeze():
-            unet = prior.unet._orig_mod if hasattr(prior.unet, "_orig_mod") else prior.unet
             torch._dynamo.reset()  # a config change alone would reuse the compiled code
             torch._inductor.config.freezing = True
-            prior.unet = torch.compile(unet, mode="reduce-overhead", dynamic=False)
+            prior.unet = prior.compiled_unet()
             run("UNet compiled with inductor freezing")
             if "host" in want:
                 print(host_cost(prior, state, sampler, objective, cfg, 3500, 6), flush=True)

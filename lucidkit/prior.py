@@ -41,6 +41,14 @@ from lucidkit.graphed import GraphedModule
 from lucidkit.models import TOY, get_model, model_names, toy_prior_dir
 
 
+# Inductor stores a value that several kernels read once it reads > 4 inputs, has > 30 ops or has accumulated > 8
+# reads; in the encoder's GroupNorm + SiLU backward those values are float32 copies of whole activations. With these
+# thresholds each kernel recomputes them from the bf16 inputs instead: 31.3 -> 14.6 GB moved by the encoder's Triton
+# kernels, forward+backward 29.8 -> 26.1 ms, same error against float32 (bench/results/encoder_realize_14.txt); the
+# UNet's batch-4 call 10.19 -> 10.04 ms (bench/results/encoder_realize_15.txt).
+RECOMPUTE_OPTIONS = {"realize_reads_threshold": 16, "realize_opcount_threshold": 100, "realize_acc_reads_threshold": 16}
+
+
 class ModelLoadError(UserError):
     """A model could not be loaded from what the user gave (missing, incomplete, corrupt, unsupported, offline)."""
 
@@ -987,13 +995,13 @@ class DiffusionPrior:
         CUDA cuDNN autotuning (a process-wide torch setting; float32 matmul precision is left alone) and plain
         bmm attention in the VAE. UNet attention uses PyTorch SDPA (cuDNN/flash kernels), diffusers' default.
 
-        With `compile` (CUDA only): the UNet is compiled with torch.compile in "reduce-overhead" mode — fused
-        kernels replayed as CUDA graphs, one graph per batch size (B for inversion, 2B or 4B for CFG), which removes
-        the per-kernel launch cost that makes eager UNet calls launch-bound — and the VAE encoder (which must also
-        run backward) is compiled channels-last, with GroupNorms written for that layout (`lucidkit/groupnorm.py`)
-        and inductor thresholds that recompute float32 intermediates instead of storing them
-        (`ENCODER_INDUCTOR_OPTIONS`), and its forward and backward with gradients are replayed as CUDA graphs of
-        their own (`lucidkit/graphed.py`). Compilation takes a few minutes on the first calls, less once its cache
+        With `compile` (CUDA only): the UNet is compiled with torch.compile's CUDA graphs ("reduce-overhead") —
+        fused kernels replayed as CUDA graphs, one graph per batch size (B for inversion, 2B or 4B for CFG), which
+        removes the per-kernel launch cost that makes eager UNet calls launch-bound — and the VAE encoder (which must
+        also run backward) is compiled channels-last, with GroupNorms written for that layout
+        (`lucidkit/groupnorm.py`), its forward and backward with gradients replayed as CUDA graphs of their own
+        (`lucidkit/graphed.py`). Both compile with inductor thresholds that recompute intermediates instead of
+        storing them (`RECOMPUTE_OPTIONS`). Compilation takes a few minutes on the first calls, less once its cache
         (~/.cache/lucidkit/inductor, `use_persistent_compile_cache`) holds the compiled code.
         """
         for model in (self.unet, self.controlnet):
@@ -1009,8 +1017,8 @@ class DiffusionPrior:
             self.vae.set_attn_processor(AttnProcessor())
             if compile and not self._compiled:
                 use_persistent_compile_cache()
-                self.unet = torch.compile(self.unet, mode="reduce-overhead", dynamic=False)
-                self.vae.encoder = self.compiled_encoder(ENCODER_INDUCTOR_OPTIONS)
+                self.unet = self.compiled_unet()
+                self.vae.encoder = self.compiled_encoder()
                 self._compiled = True
         self.source["fast_path"] = True
         self.source["compiled"] = self._compiled
@@ -1032,10 +1040,16 @@ class DiffusionPrior:
         self._vae_layout = torch.channels_last
         return encoder
 
-    def compiled_encoder(self, options: dict[str, Any] | None = None) -> GraphedModule:
+    def compiled_unet(self, options: dict[str, Any] = RECOMPUTE_OPTIONS) -> torch.nn.Module:
+        """The (eager) UNet compiled with CUDA graphs, one per input shape; `options` are inductor settings for this
+        compilation only (benchmarks pass others)."""
+        unet = getattr(self.unet, "_orig_mod", self.unet)
+        return torch.compile(unet, dynamic=False, options={"triton.cudagraphs": True, **options})
+
+    def compiled_encoder(self, options: dict[str, Any] = RECOMPUTE_OPTIONS) -> GraphedModule:
         """`channels_last_encoder()` compiled, its forward+backward replayed as CUDA graphs (CUDA): the CPU then
         queues one launch instead of a few hundred (-4 to -8 ms per update, bench/results/levers.md). `options`
-        overrides inductor settings for this compilation only (benchmarks)."""
+        are inductor settings for this compilation only (benchmarks pass others)."""
         return GraphedModule(torch.compile(self.channels_last_encoder(), dynamic=False, options=options))
 
     def enable_low_memory(self, max_unet_batch: int = 4) -> None:
@@ -1074,14 +1088,6 @@ class DiffusionPrior:
             f"DiffusionPrior({self.source.get('spec')!r}, {self.resolution}px, latents {self.latent_channels}x"
             f"{self.latent_size}², {_dtype_name(self.dtype)} on {self.device})"
         )
-
-
-# Inductor stores a value that several kernels read once it reads > 4 inputs, has > 30 ops or has accumulated > 8
-# reads; in the encoder's GroupNorm + SiLU backward those values are float32 copies of whole activations. With these
-# thresholds each kernel recomputes them from the bf16 inputs instead: 31.3 -> 14.6 GB moved by the encoder's Triton
-# kernels, forward+backward 29.8 -> 26.1 ms, same error against float32 (bench/results/encoder_realize_14.txt).
-ENCODER_INDUCTOR_OPTIONS = {"realize_reads_threshold": 16, "realize_opcount_threshold": 100,
-                            "realize_acc_reads_threshold": 16}
 
 
 def use_persistent_compile_cache() -> Path | None:
