@@ -3,6 +3,7 @@ SD 2.1-base shapes, random weights, B = 4, 512², 100k Gaussians) and prints how
 is busy, the longest idle gaps, and the host-side calls that block on the GPU, with where they are called from.
 
     python3 bench/profile_loop.py [--arch tiny --device cpu] > $OUT/profile_loop.txt
+    python3 bench/profile_loop.py --low-memory     (the `low-memory` case: eager, VAE checkpointed and sliced)
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--start", type=int, default=3500, help="loop step to profile from (3500: a late update)")
+    ap.add_argument("--low-memory", action="store_true", help="profile the low-memory case instead of the fast one")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     prior, guidance, cfg, state, objective, sampler = build(
         args.arch, device, "bf16" if cuda else "fp32", 4, 512 if args.arch != "tiny" else 64, 100_000 if cuda else 2000,
-        perp_neg=False, fast=cuda, low_memory=False)
+        perp_neg=False, fast=cuda and not args.low_memory, low_memory=args.low_memory)
 
     def run(steps: int, callbacks=()):
         loop_cfg = dataclasses.replace(cfg.loop, steps=state.step + steps)
@@ -51,7 +53,8 @@ def main() -> None:
     t0 = min(e.time_range.start for e in cpu)
     t1 = max(e.time_range.end for e in cpu)
     wall = (t1 - t0) / 1e3 / args.steps
-    print(f"{args.steps} updates from step {args.start}: {wall:.1f} ms of wall time per update")
+    case = "low-memory" if args.low_memory else "fast"
+    print(f"{case}: {args.steps} updates from step {args.start}: {wall:.1f} ms of wall time per update")
     if cuda:
         kernels = sorted((e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA)
         busy, gaps, end = 0.0, [], None
@@ -70,6 +73,10 @@ def main() -> None:
             where = "" if inner is None else f"{inner.name}  <- " + " <- ".join(
                 f for f in (inner.stack or []) if "lucidkit" in f or "gsplat" in f)[:300]
             print(f"  gap {g / 1e3:6.2f} ms at +{(at - t0) / 1e3:7.1f} ms: {where}")
+        print("CPU ops with the most time (per update, self time excluded from callers):")
+        top = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:10]
+        for e in top:
+            print(f"  {e.key[:60]:<60} x{e.count / args.steps:6.1f}  {e.self_cpu_time_total / 1e3 / args.steps:7.2f} ms")
     print("host calls that wait for the device (per update), by call site:")
     table = prof.key_averages(group_by_stack_n=6)
     rows = [e for e in table if e.key in BLOCKING]
