@@ -138,15 +138,26 @@ class GenerateObjective:
                             else image_regularizers)
 
     def __call__(self, out, cams, step, splats):
-        r = self.reg
-        disparity, loss_reg = self.image_terms(out.rgb, out.depth, out.alpha, r.tv_rgb, r.tv_disparity)
         on_disparity = float(torch.rand(1, generator=self.generator)) < self.guidance.cfg.disparity_ratio
-        image = disparity.expand(-1, -1, -1, 3) if on_disparity else out.rgb  # [B, H, W, 3]
+        if on_disparity:
+            disparity, loss_reg = self.regularizers(out)
+            image = disparity.expand(-1, -1, -1, 3)  # [B, H, W, 3]
+        else:
+            image = out.rgb
         loss, logs = self.guidance.loss(image.permute(0, 3, 1, 2), cams.azimuth_deg, step, self.generator)
+        if not on_disparity:
+            # after the guidance: the GPU then has the encoder and UNet work queued while the host prepares these
+            # (right after the render's sync it would wait for them, ~3 ms; bench/results/levers.md, round 16)
+            _, loss_reg = self.regularizers(out)
         loss = loss + loss_reg
-        if r.scale:
-            loss = loss + r.scale * torch.exp(splats["scales"]).mean()
+        if self.reg.scale:
+            loss = loss + self.reg.scale * torch.exp(splats["scales"]).mean()
         return loss, logs
+
+    def regularizers(self, out) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised disparity [B, H, W, 1], the weighted TV terms) of a render."""
+        r = self.reg
+        return self.image_terms(out.rgb, out.depth, out.alpha, r.tv_rgb, r.tv_disparity)
 
 
 @dataclass

@@ -198,14 +198,19 @@ def test_gsplat_backend_without_cuda_is_a_clear_error():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_gsplat_and_torch_backends_agree_on_cuda():
+@pytest.mark.parametrize("sh_degree", [None, 0, 1])  # RGB; degree 0 (colours evaluated by lucidkit); gsplat's SH
+def test_gsplat_and_torch_backends_agree_on_cuda(sh_degree):
     viewmats, Ks = two_cameras(width=64, height=48)
     scene = [t.cuda() for t in random_scene(200, seed=5, scale=(0.02, 0.1))]
+    if sh_degree is not None:  # SH coefficients [N, (d+1)², 3] instead of RGB
+        g = torch.Generator().manual_seed(6)
+        scene[-1] = torch.randn(200, (sh_degree + 1) ** 2, 3, generator=g).cuda()
     bg = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.5, 1.0]], device="cuda")
     results = {}
     for backend in ("gsplat", "torch"):
         inputs = [t.clone().requires_grad_() for t in scene]
-        out = render(*inputs, viewmats.cuda(), Ks.cuda(), 64, 48, backgrounds=bg, backend=backend)
+        out = render(*inputs, viewmats.cuda(), Ks.cuda(), 64, 48, backgrounds=bg, sh_degree=sh_degree,
+                     backend=backend)
         weights = torch.linspace(0, 1, out.rgb.numel(), device="cuda").reshape(out.rgb.shape)
         ((out.rgb * weights).sum() + 0.1 * (out.depth * out.alpha).sum()).backward()
         results[backend] = (out, [t.grad for t in inputs])

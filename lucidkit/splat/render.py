@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from lucidkit.errors import UserError
+from lucidkit.splat.scene import sh0_to_rgb
 
 ALPHA_THRESHOLD = 1.0 / 255.0  # contributions below this alpha are skipped (gsplat, INRIA)
 ALPHA_MAX = 0.999  # per-Gaussian alpha clamp (gsplat 1.5.3)
@@ -142,6 +143,10 @@ def _render_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width,
                    near, far) -> RenderOutput:
     import gsplat  # lazy: compiles CUDA ops on first use
 
+    if sh_degree == 0:
+        # A degree-0 colour does not depend on the view: evaluated here, gsplat needs no camera centres, whose
+        # matrix inverse makes the host wait for the GPU (a second sync per render besides the tile count)
+        colors, sh_degree = torch.clamp_min(sh0_to_rgb(colors[:, 0, :]), 0.0), None  # [N, 3]
     out, alpha, meta = gsplat.rasterization(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near, far_plane=far, sh_degree=sh_degree, packed=False, backgrounds=backgrounds,
