@@ -831,14 +831,12 @@ class DiffusionPrior:
         `resolution` is the caller's choice.
         """
         self._check_images(images)
-        # the sampling noise is drawn first and copied without a host sync (diffusers' dist.sample(generator)
-        # draws the same numbers, but copies them from a CPU generator only after the encoder has been queued,
-        # which made the CPU wait for the whole encoder forward pass)
-        f = self.vae_scale_factor
-        shape = (images.shape[0], self.latent_channels, images.shape[2] // f, images.shape[3] // f)
-        noise = torch.randn(shape, generator=generator, dtype=self.dtype,
+        mean, std = self.latent_posterior(images)  # [B, C, h, w]
+        # the sampling noise (the numbers diffusers' dist.sample(generator) draws) is drawn once the encoder is
+        # queued, so the GPU runs it meanwhile, and copied without a host sync (a blocking copy would make the host
+        # wait for the whole encoder forward pass)
+        noise = torch.randn(mean.shape, generator=generator, dtype=self.dtype,
                             device=generator.device if generator is not None else self.device)
-        mean, std = self.latent_posterior(images)
         return mean + std * to_device(noise, self.device, torch.float32)  # [B, C, h, w]
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:

@@ -113,6 +113,17 @@ def test_encode_gives_gradients_to_images(prior):
     assert not any(p.grad is not None for p in prior.vae.parameters())  # the VAE itself stays frozen
 
 
+def test_encode_draws_the_sample_diffusers_draws(prior):
+    # the recipe's z0 = vae.encode(2·img − 1).latent_dist.sample(generator) · scaling_factor, same numbers
+    images = torch.rand(2, 3, 32, 32)
+    z = prior.encode_images(images, generator=torch.Generator().manual_seed(7))
+    dist = prior.vae.encode((2 * images - 1).to(prior.dtype)).latent_dist
+    expected = dist.sample(torch.Generator().manual_seed(7)).float() * prior.scaling_factor
+    torch.testing.assert_close(z, expected, rtol=1e-5, atol=1e-5)
+    other_noise = dist.sample(torch.Generator().manual_seed(8)).float() * prior.scaling_factor
+    assert (z - other_noise).abs().max() > 1e-3  # the noise shows in z: the check above could fail
+
+
 def test_encode_is_seeded_and_accepts_other_sizes(prior):
     images = torch.rand(1, 3, 48, 64)
     z1 = prior.encode_images(images, generator=torch.Generator().manual_seed(3))
