@@ -11,7 +11,7 @@ the output's and input gradient's error against the same encoder in float32 (eag
 from the first variant; and (`--bandwidth`) inductor's own count of bytes its Triton kernels move.
 
     python3 bench/encoder_realize.py [--variants R0,R1,R2] [--bandwidth R0,R1] [--unet R0,R1]   (H100, ~8 min)
-    python3 bench/encoder_realize.py --variants R1,R6,R7,R8 --bandwidth R6 --unet R0,R1,RA      (round 15)
+    python3 bench/encoder_realize.py --variants R1,R6,R7,R8 --bandwidth R6 --unet R0,R1,R8      (round 15)
     python3 bench/encoder_realize.py --device cpu   (no timing: the large buffers the backward stores, at 1x128²)
 
 On the CPU, inductor's CPU rules (it always stores reused values that contain a sigmoid, and uses larger
@@ -51,7 +51,6 @@ VARIANTS = {
     "R7": ("R6 + tiled reductions", {**RECOMPUTE_OPTIONS, "triton.prefer_nd_tiling": True,
                                      "triton.tile_reductions": True}),
     "R8": ("R1 + aggressive fusion", {**RECOMPUTE_OPTIONS, "aggressive_fusion": True}),
-    "RA": ("R1 + aggressive fusion (UNet)", {**RECOMPUTE_OPTIONS, "aggressive_fusion": True}),
 }
 
 

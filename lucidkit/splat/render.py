@@ -89,6 +89,10 @@ def render(
     view colour is ``max(SH(dir) + 0.5, 0)`` with ``dir`` from the camera centre to the Gaussian (gsplat/INRIA).
     """
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds, sh_degree)
+    if sh_degree == 0:
+        # A degree-0 colour does not depend on the view, so it is evaluated once here; the backends then need no
+        # camera centres (in gsplat their matrix inverse makes the host wait for the GPU, a second sync per render)
+        colors, sh_degree = torch.clamp_min(sh0_to_rgb(colors[:, 0, :]), 0.0), None  # [N, 3]
     if backend == "auto":
         backend = "gsplat" if means.is_cuda else "torch"
     if backend == "gsplat":
@@ -143,10 +147,6 @@ def _render_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width,
                    near, far) -> RenderOutput:
     import gsplat  # lazy: compiles CUDA ops on first use
 
-    if sh_degree == 0:
-        # A degree-0 colour does not depend on the view: evaluated here, gsplat needs no camera centres, whose
-        # matrix inverse makes the host wait for the GPU (a second sync per render besides the tile count)
-        colors, sh_degree = torch.clamp_min(sh0_to_rgb(colors[:, 0, :]), 0.0), None  # [N, 3]
     out, alpha, meta = gsplat.rasterization(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near, far_plane=far, sh_degree=sh_degree, packed=False, backgrounds=backgrounds,
