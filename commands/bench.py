@@ -13,7 +13,8 @@ Examples:
   lucidkit bench speed --arch tiny --device cpu --steps 2  # a smoke run on a CPU
 
 \b
-Random weights measure speed and memory only, never quality.
+Each case is timed early (t up to 980), mid-anneal and late (t < 500); "mean ms" weights them over the
+recipe's 5000 updates. Random weights measure speed and memory only, never quality.
 """
 
 QUALITY_EPILOG = """\b
@@ -31,7 +32,7 @@ def bench():
 @bench.command(epilog=SPEED_EPILOG, context_settings=CONTEXT)
 @click.option("--arch", default="sd21-base", show_default=True, help="Architecture: sd21-base, sd15 or tiny.")
 @click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")
-@click.option("--steps", default=10, show_default=True, help="Timed updates per regime (early and late).")
+@click.option("--steps", default=10, show_default=True, help="Timed updates per regime (early, mid-anneal, late).")
 @click.option("--batch", default=4, show_default=True, help="Views per update (B).")
 @click.option("--resolution", default=0, help="Render size; 0 = the architecture's native size.")
 @click.option("--gaussians", default=100_000, show_default=True, help="Number of Gaussians.")
