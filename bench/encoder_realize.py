@@ -147,7 +147,6 @@ def encoder_variants(prior: DiffusionPrior, keys: list[str], bandwidth_keys: lis
 def unet_variants(prior: DiffusionPrior, keys: list[str], batch: int = 4) -> None:
     """The UNet's batch-B call compiled as production compiles it (CUDA graphs: wall time is GPU time) with each
     variant's options; its output's difference from the first variant's."""
-    unet = prior.unet
     g = torch.Generator(prior.device).manual_seed(0)
     h = prior.latent_size
     z = torch.randn(batch, prior.latent_channels, h, h, device=prior.device, generator=g, dtype=prior.dtype)
@@ -158,7 +157,7 @@ def unet_variants(prior: DiffusionPrior, keys: list[str], batch: int = 4) -> Non
     for key in keys:
         label, options = VARIANTS[key]
         torch._dynamo.reset()
-        compiled = torch.compile(unet, dynamic=False, options={"triton.cudagraphs": True, **options})
+        compiled = prior.compiled_unet(options)
         call = lambda: compiled(z, t, encoder_hidden_states=emb).sample
         t0 = time.perf_counter()
         with torch.no_grad():

@@ -328,8 +328,8 @@ def main() -> None:
         torch._dynamo.reset()
         prior.unet = AnyBatch(unet)
         attempt(lambda: run("UNet compiled once with a dynamic batch size"), "dynamic batch")
-        prior.unet = unet
-        prior.unet = prior.compiled_unet()  # production's compilation again
+        prior.unet = unet  # the eager UNet back in place of AnyBatch, then production's compilation again
+        prior.unet = prior.compiled_unet()
         if "static" in want:  # the control: production's compilation, one per batch size, also from scratch
             torch._dynamo.reset()
             run("UNet compiled per batch size (production, control)")

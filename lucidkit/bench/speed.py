@@ -245,7 +245,8 @@ def run_case(name, arch, device, precision, batch, resolution, n_gaussians, perp
     result["ms_per_update_early_first_pass"] = first_ms
     result["startup_s"] = warm_s + steps * (first_ms - result["ms_per_update_early"]) / 1e3
     result["ms_per_update_mid"], _ = loop_ms(state, sampler, objective, cfg, anneal // 2, steps, device)
-    result["ms_per_update_late"], _ = loop_ms(state, sampler, objective, cfg, max(3500, anneal), steps, device)
+    late_step = max(3500, anneal)  # t < 500: the last 3500 updates of the recipe
+    result["ms_per_update_late"], _ = loop_ms(state, sampler, objective, cfg, late_step, steps, device)
     # loop updates whose VAE encoder ran as CUDA graphs (fast path; lucidkit/graphed.py), as a check
     result["encoder_graph_replays"] = getattr(prior.vae.encoder, "replays", None)
     # projected recipe time: while t's upper end anneals (980 -> 500) the cost falls from the early to the late
@@ -255,7 +256,7 @@ def run_case(name, arch, device, precision, batch, resolution, n_gaussians, perp
     result["projected_recipe_min"] = total * result["ms_per_update_recipe"] / 1e3 / 60
     if device.type == "cuda":
         result["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    inv_late = expected_inversion_calls(cfg, 3500)
+    inv_late = expected_inversion_calls(cfg, late_step)
     if with_breakdown:
         result["breakdown_ms"] = breakdown(prior, guidance, state, sampler, cfg, device, perp_neg)
         result["late_update_ms"] = late_update_parts(result, cfg, perp_neg, inv_late)
