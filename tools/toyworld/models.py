@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from lucidkit.toyworld.files import publish, staging_folder
-from lucidkit.toyworld.tokenizer import MODEL_MAX_LENGTH
+from lucidkit.arch import make_scheduler
+from lucidkit.export import publish, staging_folder
+from tools.toyworld.tokenizer import MODEL_MAX_LENGTH
 
 LATENT_CHANNELS = 4
 IMAGE_SIZE = 64
@@ -82,22 +83,6 @@ def make_unet():
     )
 
 
-def make_scheduler():
-    """DDIM with Stable Diffusion's training schedule (what SD 1.x/2.x folders configure)."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        prediction_type="epsilon",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-
-
 def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -121,7 +106,7 @@ def make_pipeline(unet, vae, text_encoder, tokenizer, scheduler=None):
 def save_pipeline(pipe, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """Save ``pipe`` as a diffusers folder with weights in ``dtype`` (safetensors), atomically: written to a
     temporary sibling, then renamed over ``folder``. The tokenizer is saved with every CLIP file format."""
-    from lucidkit.toyworld.tokenizer import save_tokenizer
+    from tools.toyworld.tokenizer import save_tokenizer
 
     tmp = staging_folder(folder)
     original = {name: next(getattr(pipe, name).parameters()).dtype for name in ("unet", "vae", "text_encoder")}

@@ -3,8 +3,8 @@
 A GroupNorm reduces over each group's C/G channels × all pixels. In the channels-last layout those channels are
 short runs of C/G values, C apart, so a fused reduction over a group reads memory in scattered 8-byte pieces:
 that is why the compiled VAE ran faster in the contiguous layout even though cuDNN then transposes every
-convolution's input and output (NCHW -> NHWC -> NCHW, ~10 ms of each 39 ms encoder forward+backward, see
-bench/results/levers.md). Here the statistics are taken per channel first — a reduction over pixels, which
+convolution's input and output (NCHW -> NHWC -> NCHW, ~10 ms of each 39 ms encoder forward+backward on an
+H100, docs/performance.md). Here the statistics are taken per channel first — a reduction over pixels, which
 reads whole rows of C channels — and then combined per group exactly (law of total variance: the channels of
 a group have the same number of pixels). The result is the same GroupNorm, up to float rounding.
 """

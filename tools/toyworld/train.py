@@ -1,6 +1,6 @@
 """Train the toy prior (and the toy evaluator) from scratch on renders of the toy world.
 
-    python -m lucidkit.toyworld.train --out DIR --seed 0 [--minutes N]
+    python -m tools.toyworld.train --out DIR --seed 0 [--minutes N]
 
 Steps (each logged to ``DIR/train_log.txt``):
 1. tokenizer: BPE merges learned on the caption vocabulary (`tokenizer.py`);
@@ -35,10 +35,12 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from lucidkit.arch import make_scheduler
+from lucidkit.export import preview_grid, write_png
 from lucidkit.toyworld import captions as cap
-from lucidkit.toyworld import models
 from lucidkit.toyworld.data import Pool, random_backgrounds, render_pool, seed_everything
 from lucidkit.toyworld.objects import world_objects
+from tools.toyworld import models
 
 
 @dataclass
@@ -360,22 +362,9 @@ def train_evaluator(pool: Pool, objects, cfg: TrainConfig, device, seconds, log)
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def save_grid(images: Tensor, path: Path, columns: int) -> None:
-    """Save [B, H, W, 3] images in [0, 1] as one PNG grid with ``columns`` columns."""
-    import imageio.v3 as iio
-
-    b, h, w, _ = images.shape
-    rows = math.ceil(b / columns)
-    canvas = torch.ones(rows * h, columns * w, 3)
-    for i in range(b):
-        r, c = divmod(i, columns)
-        canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = images[i].float().cpu()
-    iio.imwrite(path, (canvas.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
-
-
 def run(cfg: TrainConfig) -> dict:
     """Run every phase; returns a summary dict (also written to ``DIR/train_summary.json``)."""
-    from lucidkit.toyworld.tokenizer import build_tokenizer
+    from tools.toyworld.tokenizer import build_tokenizer
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -411,7 +400,7 @@ def run(cfg: TrainConfig) -> dict:
     log(f"rendered {len(pool)} training + {len(heldout)} held-out views in {summary['render_seconds']:.1f}s")
     preview_gen = torch.Generator().manual_seed(cfg.seed + 5)
     preview_index = torch.randperm(len(pool), generator=preview_gen)[:64].to(device)
-    save_grid(_batch_images(pool, preview_index, preview_gen).permute(0, 2, 3, 1), out / "train_images.png", 8)
+    write_png(out / "train_images.png", preview_grid(_batch_images(pool, preview_index, preview_gen).permute(0, 2, 3, 1), max_cols=8))
 
     # 3. VAE
     t0 = time.time()
@@ -433,7 +422,7 @@ def run(cfg: TrainConfig) -> dict:
     unet = models.make_unet()
     text_encoder = models.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id,
                                             tokenizer.pad_token_id)
-    scheduler = models.make_scheduler()
+    scheduler = make_scheduler()
     summary["diffusion"] = train_diffusion(
         unet, text_encoder, latent_mean, latent_std, scaling_factor, pool, caption_ids, caption_table,
         scheduler.alphas_cumprod, cfg, device, phase_seconds["unet"], log)
@@ -472,7 +461,7 @@ def run(cfg: TrainConfig) -> dict:
 
     # 7. quality of the saved prior
     if cfg.quality and evaluator is not None:
-        from lucidkit.toyworld.quality import measure_prior, write_report
+        from tools.toyworld.quality import measure_prior, write_report
 
         t0 = time.time()
         report = measure_prior(prior_dir, evaluator, device, samples_per_prompt=cfg.quality_samples,
@@ -500,7 +489,7 @@ def _vae_psnr(vae, pool: Pool, seed: int, device) -> float:
 
 
 def parse_args(argv=None) -> TrainConfig:
-    parser = argparse.ArgumentParser(prog="python -m lucidkit.toyworld.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.toyworld.train", description=__doc__.split("\n")[0])
     defaults = TrainConfig()
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")

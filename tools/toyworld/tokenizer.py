@@ -16,32 +16,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lucidkit.toyworld.files import publish, staging_folder
-from lucidkit.toyworld.objects import ALL_SHAPES, PATTERN_COLOURS, PATTERNS
+from lucidkit.export import publish, staging_folder
+from lucidkit.prior.random_weights import bytes_to_unicode
+from lucidkit.toyworld.captions import caption_words
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MODEL_MAX_LENGTH = 77
 EOW = "</w>"
-
-
-def caption_words() -> list[str]:
-    """Every word (and the comma) a toy caption uses, plus a few common prompt words."""
-    words = ["a", "an", "and", ",", "front", "side", "back", "view", "photo", "of", "the"]
-    words += list(ALL_SHAPES) + list(PATTERN_COLOURS) + [p for p in PATTERNS if p != "plain"]
-    return words
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from the 256 byte values to printable unicode characters."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    codes = keep[:]
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(keep, codes)}
 
 
 def learn_merges(words: list[str]) -> list[tuple[str, str]]:
@@ -66,7 +47,7 @@ def learn_merges(words: list[str]) -> list[tuple[str, str]]:
 
 def clip_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
     """CLIP's vocabulary layout for ``merges``: bytes, bytes + </w>, merged tokens, then BOS and EOS."""
-    alphabet = list(_bytes_to_unicode().values())
+    alphabet = list(bytes_to_unicode().values())
     tokens = alphabet + [c + EOW for c in alphabet]
     seen = set(tokens)
     for a, b in merges:

@@ -1,6 +1,6 @@
 """How good is the toy prior? Sample it through plain `StableDiffusionPipeline` and classify the samples.
 
-    python -m lucidkit.toyworld.quality [--prior samples/toy-prior] [--evaluator samples/toy-evaluator]
+    python -m tools.toyworld.quality [--prior samples/toy-prior] [--evaluator samples/toy-evaluator]
                                         [--out bench/results/toy_prior_quality.txt] [--samples 8] [--steps 50]
 
 Prompts: every plain and patterned object of the training world as it is ("a red cube", no view suffix), and the
@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch import Tensor
 
+from lucidkit.export import preview_grid, write_png
+from lucidkit.prior.sampling import GUIDANCE, load_pipeline, sample_prompts
 from lucidkit.toyworld.captions import VIEWS, parse_prompt, with_view
 from lucidkit.toyworld.objects import world_objects
-
-GUIDANCE = 7.5
 
 
 def quality_prompts() -> list[str]:
@@ -36,35 +35,6 @@ def quality_prompts() -> list[str]:
         else:
             prompts.append(obj.prompt)
     return prompts
-
-
-def load_pipeline(prior_dir: str | Path, device: torch.device):
-    """``StableDiffusionPipeline.from_pretrained`` in fp16 on CUDA, fp32 on CPU, progress bar off."""
-    from diffusers import StableDiffusionPipeline
-
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    pipe = StableDiffusionPipeline.from_pretrained(str(prior_dir), torch_dtype=dtype).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    if len(pipe.tokenizer) < 514:  # transformers can silently build a 2-token tokenizer from a bad folder
-        raise ValueError(f"tokenizer of {prior_dir} has {len(pipe.tokenizer)} tokens; expected a CLIP vocabulary")
-    return pipe
-
-
-@torch.no_grad()
-def sample_prompts(pipe, prompts: list[str], samples_per_prompt: int, steps: int, seed: int,
-                   guidance: float = GUIDANCE, chunk: int = 1024) -> Tensor:
-    """[P * S, H, W, 3] float images in [0, 1], prompt-major; sample i of the whole list uses seed ``seed * 1e6 + i``
-    so results do not depend on the chunking."""
-    device = pipe.device
-    flat = [p for p in prompts for _ in range(samples_per_prompt)]
-    images = []
-    for start in range(0, len(flat), chunk):
-        part = flat[start : start + chunk]
-        generators = [torch.Generator(device).manual_seed(seed * 1_000_000 + start + i) for i in range(len(part))]
-        out = pipe(prompt=part, num_inference_steps=steps, guidance_scale=guidance, generator=generators,
-                   output_type="pt")
-        images.append(out.images.float().permute(0, 2, 3, 1).cpu())  # [b, H, W, 3]
-    return torch.cat(images)
 
 
 def measure_prior(prior_dir: str | Path, evaluator, device: torch.device | str, samples_per_prompt: int = 8,
@@ -109,11 +79,10 @@ def measure_prior(prior_dir: str | Path, evaluator, device: torch.device | str, 
     summary["n_images"] = len(images)
     summary["sample_seconds"] = sample_seconds
     if grid_path is not None:
-        from lucidkit.toyworld.train import save_grid
 
         shown = min(samples_per_prompt, 8)
         index = [p * samples_per_prompt + s for p in range(len(prompts)) for s in range(shown)]
-        save_grid(images[index], Path(grid_path), shown * 4)
+        write_png(Path(grid_path), preview_grid(images[index], max_cols=shown * 4))
     settings = {"prior": str(prior_dir), "steps": steps, "guidance": GUIDANCE,
                 "scheduler": type(pipe.scheduler).__name__,
                 "samples_per_prompt": samples_per_prompt, "seed": seed, "device": str(device),
@@ -167,9 +136,9 @@ def write_report(report: dict, path: str | Path, training: Optional[dict] = None
 
 def main(argv=None) -> None:
     from lucidkit.toyworld.evaluator import ToyEvaluator, default_path
-    from lucidkit.toyworld.models import folder_size_bytes
+    from tools.toyworld.models import folder_size_bytes
 
-    parser = argparse.ArgumentParser(prog="python -m lucidkit.toyworld.quality", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.toyworld.quality", description=__doc__.split("\n")[0])
     import lucidkit.samples
 
     samples = Path(lucidkit.samples.__file__).resolve().parent
