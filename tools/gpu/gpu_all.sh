@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One GPU call: the speed benchmark (SD 2.1-base shapes, random weights), the GPU test tier, then as much of the
-# toy-world quality benchmark as the remaining time allows. Results land in $OUT.
+# toy-world quality benchmark as the remaining time allows. Run from the repository root
+# (bash tools/gpu/gpu_all.sh). Results land in $OUT (default docs/results/).
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=14
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "editable install failed"
-OUT=${OUT:-bench/results}
+OUT=${OUT:-docs/results}
 start=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 timeout ${SPEED_S:-330} python3 -m lucidkit.commands.cli bench speed --steps ${STEPS:-5} \

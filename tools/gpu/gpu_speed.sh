@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # On the GPU machine (bare, no network): install the carried wheels, then run the speed benchmark and the GPU
-# test tier (CASES= skips the benchmark; PROFILE_LOOP=1 adds bench/profile_loop.py; SCRIPT=bench/x.py runs x with $SCRIPT_ARGS). Results land in $OUT (speed.json, speed.txt, logs); copy them to bench/results/.
+# test tier (CASES= skips the benchmark; PROFILE_LOOP=1 adds tools/perf/profile_loop.py; SCRIPT=tools/perf/x.py runs x
+# with $SCRIPT_ARGS). Run from the repository root: bash tools/gpu/gpu_speed.sh. Results land in $OUT (default
+# docs/results/: speed.json, speed.txt, logs).
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=14
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "editable install failed"
-OUT=${OUT:-bench/results}
+OUT=${OUT:-docs/results}
 # gsplat builds its CUDA extension on first use (~90 s); a build carried from an earlier machine
 # (.whl/gsplat_ext.tgz, the tarball this script leaves in $OUT) is unpacked and marked newer than its sources
 ext=$(python3 -c "import torch.utils.cpp_extension as c; print(c._get_build_directory('gsplat_cuda', False))" 2>/dev/null)
@@ -22,11 +24,11 @@ fi
 if [ "${GPU_TESTS:-1}" = 1 ]; then
   timeout -k 10 ${TESTS_S:-300} python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_gpu_fastpath.py tests/test_render.py} 2>&1 | tail -30 | tee "$OUT/gpu_tests.log"
 fi
-if [ -n "${SCRIPT-}" ]; then  # a measurement script of bench/, e.g. SCRIPT=bench/loop_levers.py
+if [ -n "${SCRIPT-}" ]; then  # a measurement script, e.g. SCRIPT=tools/perf/render_check.py
   timeout -k 10 ${SCRIPT_S:-400} python3 $SCRIPT ${SCRIPT_ARGS-} 2>&1 | grep --line-buffered -v '^\[transformers' | tee "$OUT/$(basename $SCRIPT .py).txt"
 fi
-if [ "${PROFILE_LOOP:-0}" = 1 ]; then  # where a loop update waits (bench/profile_loop.py)
-  timeout -k 10 ${PROFILE_S:-300} python3 bench/profile_loop.py > "$OUT/profile_loop.txt" 2> "$OUT/profile_loop.err"; tail -40 "$OUT/profile_loop.txt"
+if [ "${PROFILE_LOOP:-0}" = 1 ]; then  # where a loop update waits (tools/perf/profile_loop.py)
+  timeout -k 10 ${PROFILE_S:-300} python3 tools/perf/profile_loop.py > "$OUT/profile_loop.txt" 2> "$OUT/profile_loop.err"; tail -40 "$OUT/profile_loop.txt"
 fi
 # keep the JIT-built gsplat extension (if small enough to come back) so later calls can skip its ~90 s build
 ext=$(python3 -c "import torch.utils.cpp_extension as c; print(c._get_build_directory('gsplat_cuda', False))" 2>/dev/null)

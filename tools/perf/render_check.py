@@ -1,6 +1,6 @@
 """Compare the two rasteriser backends on CUDA: agreement (forward and gradients) and speed.
 
-    python -m lucidkit.bench.render_check [--out results.txt]
+    python tools/perf/render_check.py [--out results.txt]     (from the repository root, lucidkit installed)
 
 Needs CUDA (gsplat compiles its kernels on first use, ~80 s). Scenes are random Gaussian blobs filling a unit ball,
 seen by the recipe's orbit cameras; Gaussian sizes shrink as 1/sqrt(N) so the covered area stays comparable.

@@ -2,8 +2,8 @@
 SD 2.1-base shapes, random weights, B = 4, 512², 100k Gaussians) and prints how much of the wall time the GPU
 is busy, the longest idle gaps, and the host-side calls that block on the GPU, with where they are called from.
 
-    python3 bench/profile_loop.py [--arch tiny --device cpu] > $OUT/profile_loop.txt
-    python3 bench/profile_loop.py --low-memory     (the `low-memory` case: eager, VAE checkpointed and sliced)
+    python3 tools/perf/profile_loop.py [--arch tiny --device cpu] > $OUT/profile_loop.txt
+    python3 tools/perf/profile_loop.py --low-memory     (the `low-memory` case: eager, VAE checkpointed and sliced)
 """
 
 from __future__ import annotations

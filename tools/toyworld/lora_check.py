@@ -1,10 +1,10 @@
 """Does `train-lora` teach the toy prior a subject? Before/after numbers on the toy world, with the toy evaluator.
 
-    python bench/lora_check.py all                      # every phase, then the report (~10 min on 2 CPU cores)
-    python bench/lora_check.py train|before|after|generate-before|generate-after|report
+    python tools/toyworld/lora_check.py all                      # every phase, then the report (~10 min on 2 CPU cores)
+    python tools/toyworld/lora_check.py train|before|after|generate-before|generate-after|report
 
 Each phase is short (under ~3 minutes on 2 cores), so a shared CPU can interleave them; each writes
-<work>/<phase>.json and `report` writes bench/results/lora_check.txt from them.
+<work>/<phase>.json and `report` writes docs/results/lora_check.txt from them.
 
 1. train            `lucidkit train-lora samples/lora-subject --token sks --class-word toy` (toy preset), timed.
 2. before / after   32 DDIM samples per prompt of plain `StableDiffusionPipeline`, without and with
@@ -36,7 +36,7 @@ SAMPLES = 32
 SAMPLE_STEPS = 25
 GENERATE_STEPS = 300
 DRIFT_PROMPTS = ("a red cube", "a yellow cone", "a green and white striped cylinder")
-RESULTS = Path(__file__).resolve().parent / "results" / "lora_check.txt"
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "lora_check.txt"
 
 
 def cli(*args: str) -> None:
