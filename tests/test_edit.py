@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import interrupted_at, one_line_error
-from lucidkit.commands.cli import cli
 
+from conftest import interrupted_at, one_line_error
 from lucidkit.camera_files import CameraSet, read_camera_file
 from lucidkit.cameras import look_at
+from lucidkit.commands.cli import cli
 from lucidkit.edit.source import parse_region
 from lucidkit.splat.ply import read_ply, read_vertices, write_ply, write_vertices
 from lucidkit.splat.render import render
