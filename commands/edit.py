@@ -41,13 +41,7 @@ Presets: presets/edit/*.yaml (default = SD 2.1-base; toy). Use --list-fields to 
 @options.negative
 @options.precision
 @options.device
-@options.sets
-@options.run_folder
-@options.resume
-@options.overwrite
-@options.quiet
-@options.threads
-@options.list_fields
+@options.run_options()
 @click.pass_context
 def edit(ctx, scene, preset, sets, out, resume, overwrite, quiet, threads, list_fields):
     """Edit the 3D Gaussian scene SCENE (.ply) toward a text --prompt with Interval Score Matching."""

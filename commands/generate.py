@@ -39,13 +39,7 @@ Use --list-fields to see every field --set accepts.
 @options.lora_scale
 @options.precision
 @options.device
-@options.sets
-@options.run_folder
-@options.resume
-@options.overwrite
-@options.quiet
-@options.threads
-@options.list_fields
+@options.run_options()
 @click.pass_context
 def generate(ctx, prompt, preset, sets, out, resume, overwrite, quiet, threads, list_fields):
     """Generate a 3D Gaussian asset from a text PROMPT with Interval Score Matching."""

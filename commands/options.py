@@ -114,11 +114,24 @@ list_fields = click.option("--list-fields", is_flag=True,
 # options of the commands that write a run folder (generate, edit, train-lora)
 updates = field("loop.steps", "--steps", type=Count(1))
 negative = field("guidance.negative_prompt", "--negative")
-run_folder = click.option("--out", type=click.Path(), help="Run folder (default outputs/<prompt>-<time>/).")
 resume = click.option("--resume", type=click.Path(), help="Continue the run in this folder from its checkpoint; "
                       "--steps (or --set of the step total and output.*) may raise or change what is left.")
 overwrite = click.option("--overwrite", is_flag=True,
                          help="Use an --out folder that holds other files (a run folder is never overwritten).")
+
+
+def run_options(out_help: str = "Run folder (default outputs/<prompt>-<time>/)."):
+    """--set, --out, --resume, --overwrite, --quiet, --threads and --list-fields: the options of every command that
+    writes a run folder, as one decorator."""
+    group = (sets, click.option("--out", type=click.Path(), help=out_help), resume, overwrite, quiet, threads,
+             list_fields)
+
+    def decorate(f):
+        for option in reversed(group):
+            f = option(f)
+        return f
+
+    return decorate
 
 
 def start_run(ctx: click.Context, *, resolve, run, config_cls, name, explicit: dict, preset, sets, out, resume,

@@ -51,13 +51,7 @@ checkpoint.pt, class_images/. Presets: presets/train-lora/*.yaml (default = SD r
 @options.field("output.checkpoint_every", "--checkpoint-every", type=options.Count(0))
 @options.field("data.skip_bad_images", "--skip-bad-images", is_flag=True, default=None)
 @options.device
-@options.sets
-@click.option("--out", type=click.Path(), help="Run folder (default outputs/lora-<token>-<time>/).")
-@options.resume
-@options.overwrite
-@options.quiet
-@options.threads
-@options.list_fields
+@options.run_options(out_help="Run folder (default outputs/lora-<token>-<time>/).")
 @click.pass_context
 def train_lora(ctx, images, preset, sets, out, resume, overwrite, quiet, threads, list_fields):
     """Train a LoRA on photos of one subject in IMAGES (a folder), so that prompts with its token draw it."""
