@@ -108,6 +108,7 @@ def train(args, controlnet, unet, latents, embeddings, table, pool, alphas, devi
         torch.autocast("cpu", enabled=False)
     step, running = 0, []
     while step < budget.total:
+        optimizer.zero_grad(set_to_none=True)
         for group in optimizer.param_groups:
             group["lr"] = args.lr * warmup_cosine(step, budget.total, warmup=min(100, budget.total))
         index = torch.randint(0, len(pool), (args.batch,), generator=gen).to(device)
@@ -126,13 +127,12 @@ def train(args, controlnet, unet, latents, embeddings, table, pool, alphas, devi
             pred = unet(x_t, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
                         mid_block_additional_residual=mid).sample
         loss = torch.nn.functional.mse_loss(pred.float(), eps)
-        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
         optimizer.step()
+        running.append(loss.item())
         step += 1
         budget.after_step(step)
-        running.append(loss.item())
         if step % 200 == 0 or step == budget.total:
             log(f"controlnet step {step}/{budget.total} loss {np.mean(running):.4f}")
             running = []
