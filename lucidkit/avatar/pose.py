@@ -30,6 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from lucidkit.avatar.procedural import JOINT_NAMES
 from lucidkit.errors import UserError
 
 ENV_MODELS = "LUCIDKIT_SMPLX_MODELS"
@@ -43,6 +44,10 @@ SMPLX_TO_WORLD = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
 # Sizes of every SMPL-X parameter (numbers per frame); betas and expression may be shorter.
 SIZES = {"global_orient": 3, "body_pose": 63, "left_hand_pose": 45, "right_hand_pose": 45, "jaw_pose": 3,
          "leye_pose": 3, "reye_pose": 3, "transl": 3}
+
+
+# Index of each body joint in body_pose (SMPL-X joint id - 1; the root, joint 0, is global_orient).
+BODY_POSE_INDEX = {name: i - 1 for i, name in enumerate(JOINT_NAMES[:22]) if i > 0}
 
 
 def builtin_pose_names() -> tuple[str, ...]:
@@ -217,9 +222,10 @@ def resolve_models_dir(models_dir: Optional[str | os.PathLike] = None, gender: s
         return builtin_models_dir(), "built-in procedural body (lucidkit samples/body)"
     root = Path(given).expanduser()
     name = f"SMPLX_{gender.upper()}"
-    for base in (root, root.parent):  # DIR/smplx/SMPLX_X.npz, or DIR is the smplx folder itself
-        if (base / "smplx" / f"{name}.npz").is_file() and (root.name == "smplx" or base == root):
-            return base, f"SMPL-X {gender} from {base / 'smplx' / (name + '.npz')}"
+    if (root / "smplx" / f"{name}.npz").is_file():
+        return root, f"SMPL-X {gender} from {root / 'smplx' / (name + '.npz')}"
+    if root.name == "smplx" and (root / f"{name}.npz").is_file():  # DIR is the smplx folder itself
+        return root.parent, f"SMPL-X {gender} from {root / (name + '.npz')}"
     pkl = [p for p in (root / "smplx" / f"{name}.pkl", root / f"{name}.pkl") if p.is_file()]
     origin = "--smplx-models" if models_dir is not None else f"${ENV_MODELS}"
     if pkl:
@@ -314,19 +320,13 @@ def random_pose(generator: torch.Generator, betas_std: float = 0.8) -> SmplxPara
     for side, s in (("left", 1.0), ("right", -1.0)):
         lift = u(-1.35, 1.1)  # about z (mirrored): negative lowers the arm toward the side, positive raises it
         swing = u(-0.5, 0.5)  # then about x and y: a lowered or a level arm moves forward / back
-        body[_BODY[f"{side}_shoulder"]] = compose([swing, -s * swing, 0], [0, 0, s * lift])
-        body[_BODY[f"{side}_elbow"]] = [0, -s * u(0.0, 1.6), 0]  # forearm bends forward
-        body[_BODY[f"{side}_hip"]] = compose([0, 0, s * u(0.0, 0.35)], [u(-0.9, 0.4), 0, 0])
-        body[_BODY[f"{side}_knee"]] = [u(0.0, 1.2), 0, 0]
-    body[_BODY["spine2"]] = [u(-0.15, 0.15), u(-0.3, 0.3), u(-0.1, 0.1)]
-    body[_BODY["neck"]] = [u(-0.2, 0.2), u(-0.4, 0.4), 0]
+        body[BODY_POSE_INDEX[f"{side}_shoulder"]] = compose([swing, -s * swing, 0], [0, 0, s * lift])
+        body[BODY_POSE_INDEX[f"{side}_elbow"]] = [0, -s * u(0.0, 1.6), 0]  # forearm bends forward
+        body[BODY_POSE_INDEX[f"{side}_hip"]] = compose([0, 0, s * u(0.0, 0.35)], [u(-0.9, 0.4), 0, 0])
+        body[BODY_POSE_INDEX[f"{side}_knee"]] = [u(0.0, 1.2), 0, 0]
+    body[BODY_POSE_INDEX["spine2"]] = [u(-0.15, 0.15), u(-0.3, 0.3), u(-0.1, 0.1)]
+    body[BODY_POSE_INDEX["neck"]] = [u(-0.2, 0.2), u(-0.4, 0.4), 0]
     betas = np.zeros(10, np.float32)
     betas[:2] = torch.randn(2, generator=generator).numpy() * betas_std
     return SmplxParams(body_pose=body.reshape(-1).astype(np.float32), betas=betas, source="random")
 
-
-# Index of each body joint in body_pose (SMPL-X joint id - 1; the root is global_orient).
-_BODY = {name: i - 1 for i, name in enumerate((
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle",
-    "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist"))}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lucidkit.avatar.pose import _BODY, SmplxParams, compose
+from lucidkit.avatar.pose import BODY_POSE_INDEX, SmplxParams, compose
 from lucidkit.export import atomic_write
 
 DEFAULT = Path(__file__).resolve().parents[2] / "samples" / "poses"
@@ -23,8 +23,8 @@ DEFAULT = Path(__file__).resolve().parents[2] / "samples" / "poses"
 
 def _arms(body: np.ndarray, lift: float, forward: float = 0.0) -> None:
     """Both arms turned by `lift` about z (negative = down, mirrored), then `forward` about x (negative = front)."""
-    body[_BODY["left_shoulder"]] = compose([forward, 0, 0], [0, 0, lift])
-    body[_BODY["right_shoulder"]] = compose([forward, 0, 0], [0, 0, -lift])
+    body[BODY_POSE_INDEX["left_shoulder"]] = compose([forward, 0, 0], [0, 0, lift])
+    body[BODY_POSE_INDEX["right_shoulder"]] = compose([forward, 0, 0], [0, 0, -lift])
 
 
 def poses() -> dict[str, SmplxParams]:
@@ -35,22 +35,22 @@ def poses() -> dict[str, SmplxParams]:
         _arms(body, lift)
         out[name] = body
     walk = np.zeros((21, 3))
-    walk[_BODY["left_shoulder"]] = compose([-0.35, 0, 0], [0, 0, -1.3])  # left arm forward
-    walk[_BODY["right_shoulder"]] = compose([0.35, 0, 0], [0, 0, 1.3])  # right arm back
-    walk[_BODY["left_elbow"]] = [0, -0.3, 0]
-    walk[_BODY["right_elbow"]] = [0, 0.3, 0]
-    walk[_BODY["left_hip"]], walk[_BODY["right_hip"]] = [0.35, 0, 0], [-0.45, 0, 0]  # right leg forward
-    walk[_BODY["left_knee"]], walk[_BODY["right_knee"]] = [0.5, 0, 0], [0.15, 0, 0]
+    walk[BODY_POSE_INDEX["left_shoulder"]] = compose([-0.35, 0, 0], [0, 0, -1.3])  # left arm forward
+    walk[BODY_POSE_INDEX["right_shoulder"]] = compose([0.35, 0, 0], [0, 0, 1.3])  # right arm back
+    walk[BODY_POSE_INDEX["left_elbow"]] = [0, -0.3, 0]
+    walk[BODY_POSE_INDEX["right_elbow"]] = [0, 0.3, 0]
+    walk[BODY_POSE_INDEX["left_hip"]], walk[BODY_POSE_INDEX["right_hip"]] = [0.35, 0, 0], [-0.45, 0, 0]  # right leg forward
+    walk[BODY_POSE_INDEX["left_knee"]], walk[BODY_POSE_INDEX["right_knee"]] = [0.5, 0, 0], [0.15, 0, 0]
     out["walk"] = walk
     sit = np.zeros((21, 3))
     _arms(sit, -1.3, forward=-0.35)
-    sit[_BODY["left_hip"]] = sit[_BODY["right_hip"]] = [-1.45, 0, 0]
-    sit[_BODY["left_knee"]] = sit[_BODY["right_knee"]] = [1.5, 0, 0]
+    sit[BODY_POSE_INDEX["left_hip"]] = sit[BODY_POSE_INDEX["right_hip"]] = [-1.45, 0, 0]
+    sit[BODY_POSE_INDEX["left_knee"]] = sit[BODY_POSE_INDEX["right_knee"]] = [1.5, 0, 0]
     out["sit"] = sit
     wave = np.zeros((21, 3))
-    wave[_BODY["left_shoulder"]] = [0, 0, -1.3]
-    wave[_BODY["right_shoulder"]] = [0, 0, -0.3]  # right arm a little above level
-    wave[_BODY["right_elbow"]] = [0, 0, -1.4]  # forearm up
+    wave[BODY_POSE_INDEX["left_shoulder"]] = [0, 0, -1.3]
+    wave[BODY_POSE_INDEX["right_shoulder"]] = [0, 0, -0.3]  # right arm a little above level
+    wave[BODY_POSE_INDEX["right_elbow"]] = [0, 0, -1.4]  # forearm up
     out["wave"] = wave
     return {name: SmplxParams(body_pose=body.reshape(-1).astype(np.float32)) for name, body in out.items()}
 
