@@ -118,25 +118,32 @@ def stick_width(height: int, width: int) -> float:
 def draw_openpose(pixels: np.ndarray, visible: np.ndarray, height: int, width: int) -> np.ndarray:
     """The OpenPose body image [H, W, 3] uint8 of keypoints `pixels` [18, 2] (x, y) where `visible` [18]."""
     canvas = np.zeros((height, width, 3), np.uint8)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5  # pixel centres
     stick = stick_width(height, width)
     pixels = np.asarray(pixels, np.float64)
+
+    def window(centre: np.ndarray, reach: float):
+        """Pixel centres (xs, ys) of the box of half-size `reach` around `centre`, and the canvas slices."""
+        x0, x1 = max(0, int(centre[0] - reach)), min(width, int(centre[0] + reach) + 2)
+        y0, y1 = max(0, int(centre[1] - reach)), min(height, int(centre[1] + reach) + 2)
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
+        return xs, ys, (slice(y0, y1), slice(x0, x1))
+
     for (a, b), colour in zip(LIMBS, COLOURS):
         if not (visible[a] and visible[b]):
             continue
         centre = 0.5 * (pixels[a] + pixels[b])
-        half_length = 0.5 * float(np.linalg.norm(pixels[a] - pixels[b]))
+        half_length = max(0.5 * float(np.linalg.norm(pixels[a] - pixels[b])), 0.5)
         angle = math.atan2(pixels[a][1] - pixels[b][1], pixels[a][0] - pixels[b][0])
+        xs, ys, box = window(centre, half_length + stick)
         # Pixel centres in the limb's frame: along (x) and across (y) the segment.
         dx, dy = xs - centre[0], ys - centre[1]
         along = dx * math.cos(angle) + dy * math.sin(angle)
         across = -dx * math.sin(angle) + dy * math.cos(angle)
-        inside = (along / max(half_length, 0.5)) ** 2 + (across / stick) ** 2 <= 1.0
-        canvas[inside] = [int(c * LIMB_SHADE) for c in colour]
+        canvas[box][(along / half_length) ** 2 + (across / stick) ** 2 <= 1.0] = [int(c * LIMB_SHADE) for c in colour]
     for k in range(len(KEYPOINT_NAMES)):
         if visible[k]:
-            disc = (xs - pixels[k][0]) ** 2 + (ys - pixels[k][1]) ** 2 <= stick**2
-            canvas[disc] = COLOURS[k]
+            xs, ys, box = window(pixels[k], stick)
+            canvas[box][(xs - pixels[k][0]) ** 2 + (ys - pixels[k][1]) ** 2 <= stick**2] = COLOURS[k]
     return canvas
 
 
