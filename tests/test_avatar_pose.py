@@ -147,3 +147,10 @@ def test_missing_smplx_package_is_one_line(monkeypatch):
             P.pose_body(P.load_pose("t-pose"))
     finally:
         P._load_model.cache_clear()
+
+
+def test_a_broken_body_model_file_is_one_line(tmp_path):
+    (tmp_path / "smplx").mkdir()
+    (tmp_path / "smplx" / "SMPLX_NEUTRAL.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="cannot load the SMPL-X body model"):
+        P.pose_body(P.load_pose("t-pose"), models_dir=tmp_path)
