@@ -43,8 +43,10 @@ JOINT_NAMES = (
     "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "jaw", "left_eye_smplhf",
     "right_eye_smplhf",
 ) + tuple(f"{side}_{finger}{k}" for side in ("left", "right") for finger in _FINGERS for k in (1, 2, 3))
+# Finger joint k (0-2) of finger f of hand s hangs from the wrist (k = 0) or from the previous finger joint.
 PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15) + tuple(
-    wrist if k == 0 else 25 + 15 * s + 3 * f + k - 1 for s, wrist in ((0, 20), (1, 21)) for f in range(5) for k in range(3)
+    wrist if k == 0 else 25 + 15 * s + 3 * f + k - 1
+    for s, wrist in ((0, 20), (1, 21)) for f in range(5) for k in range(3)
 )
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
 

@@ -39,7 +39,8 @@ def poses() -> dict[str, SmplxParams]:
     walk[BODY_POSE_INDEX["right_shoulder"]] = compose([0.35, 0, 0], [0, 0, 1.3])  # right arm back
     walk[BODY_POSE_INDEX["left_elbow"]] = [0, -0.3, 0]
     walk[BODY_POSE_INDEX["right_elbow"]] = [0, 0.3, 0]
-    walk[BODY_POSE_INDEX["left_hip"]], walk[BODY_POSE_INDEX["right_hip"]] = [0.35, 0, 0], [-0.45, 0, 0]  # right leg forward
+    walk[BODY_POSE_INDEX["left_hip"]] = [0.35, 0, 0]  # left leg back
+    walk[BODY_POSE_INDEX["right_hip"]] = [-0.45, 0, 0]  # right leg forward
     walk[BODY_POSE_INDEX["left_knee"]], walk[BODY_POSE_INDEX["right_knee"]] = [0.5, 0, 0], [0.15, 0, 0]
     out["walk"] = walk
     sit = np.zeros((21, 3))

@@ -56,12 +56,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--minutes", type=float, default=None, help="cap on the training phase's wall-clock time")
+    p.add_argument("--probe", type=int, default=256, help="fixed held-out noisy latents for the epsilon error")
     p.add_argument("--sample-steps", type=int, default=30, help="DDIM steps of the measurement")
     p.add_argument("--install", action="store_true", help="also publish the ControlNet to samples/toy-controlnet-pose")
     p.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU check of the whole script")
     args = p.parse_args(argv)
     if args.smoke:
-        args.poses, args.views, args.heldout, args.steps, args.batch, args.sample_steps = 3, 2, 2, 3, 2, 2
+        args.poses, args.views, args.heldout, args.steps, args.batch = 3, 2, 2, 3, 2
+        args.sample_steps, args.probe = 2, 4
     return args
 
 
@@ -95,38 +97,70 @@ def caption_embeddings(text, tokenizer, device) -> tuple[torch.Tensor, torch.Ten
     return text(ids)[0], table, texts
 
 
-def train(args, controlnet, unet, latents, embeddings, table, pool, alphas, device, log) -> int:
-    """Epsilon prediction through the frozen UNet with the ControlNet's residuals; returns the step count."""
+def batch_maker(pool, latents, embeddings, table, alphas, device):
+    """make(generator, size) -> (x_t, t, eps, emb, cond): noisy latents of random pool views on SD's schedule, their
+    timesteps, noise, caption embeddings (the toy caption rule) and OpenPose conditions [B, 3, H, W]."""
     latent_mean, latent_std, scaling = latents
+
+    def make(gen: torch.Generator, size: int):
+        index = torch.randint(0, len(pool), (size,), generator=gen).to(device)
+        noise_z = torch.randn(size, *latent_mean.shape[1:], generator=gen).to(device)
+        z0 = (latent_mean[index].float() + latent_std[index].float() * noise_z) * scaling  # [B, 4, 16, 16]
+        eps = torch.randn(z0.shape, generator=gen).to(device)
+        t = torch.randint(0, len(alphas), (size,), generator=gen).to(device)
+        a = alphas[t].view(-1, 1, 1, 1)
+        u = torch.rand(size, generator=gen).to(device)
+        ids = cap.sample_caption_ids(table, pool.colour_index[index], pool.azimuth_deg[index], u)  # [B]
+        cond = (pool.condition[index].float() / 255).permute(0, 3, 1, 2)  # [B, 3, H, W]
+        return a.sqrt() * z0 + (1 - a).sqrt() * eps, t, eps, embeddings[ids], cond
+
+    return make
+
+
+def predict(unet, controlnet, x_t, t, eps, emb, cond):
+    """The UNet's noise prediction, with the ControlNet's residuals unless `controlnet` is None."""
+    extra = {}
+    if controlnet is not None:
+        down, mid = controlnet(x_t, t, encoder_hidden_states=emb, controlnet_cond=cond, return_dict=False)
+        extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+    return unet(x_t, t, encoder_hidden_states=emb, **extra).sample
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; plain fp32 on the CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
+        torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def probe_loss(unet, controlnet, batch, device) -> float:
+    """Mean squared epsilon error on a fixed batch (in chunks of 64)."""
+    losses = []
+    for i in range(0, batch[0].shape[0], 64):
+        part = [b[i:i + 64] for b in batch]
+        with autocast(device):
+            pred = predict(unet, controlnet, *part)
+        losses.append(torch.nn.functional.mse_loss(pred.float(), part[2], reduction="sum").item())
+    return sum(losses) / batch[2].numel()
+
+
+def train(args, controlnet, unet, make_batch, device, log) -> int:
+    """Epsilon prediction through the frozen UNet with the ControlNet's residuals; returns the step count."""
     controlnet.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(controlnet.parameters(), lr=args.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(args.seed + 101)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     seconds = None if args.minutes is None else 60 * args.minutes
     budget = StepBudget(args.steps, seconds, sync, log, "controlnet")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
-        torch.autocast("cpu", enabled=False)
     step, running = 0, []
     while step < budget.total:
         optimizer.zero_grad(set_to_none=True)
         for group in optimizer.param_groups:
             group["lr"] = args.lr * warmup_cosine(step, budget.total, warmup=min(100, budget.total))
-        index = torch.randint(0, len(pool), (args.batch,), generator=gen).to(device)
-        noise_z = torch.randn(args.batch, *latent_mean.shape[1:], generator=gen).to(device)
-        z0 = (latent_mean[index].float() + latent_std[index].float() * noise_z) * scaling  # [B, 4, 16, 16]
-        eps = torch.randn(z0.shape, generator=gen).to(device)
-        t = torch.randint(0, len(alphas), (args.batch,), generator=gen).to(device)
-        a = alphas[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
-        u = torch.rand(args.batch, generator=gen).to(device)
-        ids = cap.sample_caption_ids(table, pool.colour_index[index], pool.azimuth_deg[index], u)  # [B]
-        emb = embeddings[ids]  # [B, 77, D]
-        cond = (pool.condition[index].float() / 255).permute(0, 3, 1, 2)  # [B, 3, H, W]
-        with autocast:
-            down, mid = controlnet(x_t, t, encoder_hidden_states=emb, controlnet_cond=cond, return_dict=False)
-            pred = unet(x_t, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
-                        mid_block_additional_residual=mid).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), eps)
+        batch = make_batch(gen, args.batch)
+        with autocast(device):
+            pred = predict(unet, controlnet, *batch)
+        loss = torch.nn.functional.mse_loss(pred.float(), batch[2])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
         optimizer.step()
@@ -159,12 +193,12 @@ def colour_of(images: torch.Tensor, masks: torch.Tensor) -> list[str]:
 
 
 @torch.no_grad()
-def measure(args, parts, controlnet, device, log) -> dict:
+def measure(args, parts, controlnet, pool, device) -> dict:
     """Held-out poses: silhouette IoU and colour match of prior samples with vs without the ControlNet."""
     from diffusers import StableDiffusionControlNetPipeline, StableDiffusionPipeline
 
     unet, vae, text, tokenizer, scheduler = parts
-    pool, _ = render_people(args.heldout, 1, seed=args.seed + 7919, device=device, log=log)
+    pool = pool.to("cpu")
     prompts = [cap.with_view(person_prompt(COLOUR_NAMES[int(c)]), cap.view_of_azimuth(float(a)))
                for c, a in zip(pool.colour_index, pool.azimuth_deg)]
     common = dict(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
@@ -210,20 +244,27 @@ def main(argv=None) -> None:
 
     start = time.time()
     pool, _ = render_people(args.poses, args.views, seed=args.seed, device=device, log=log)
-    log(f"data: {len(pool)} views of {args.poses} poses in {time.time() - start:.0f} s")
-    pool = pool.to(device)  # the whole pool on the device: uint8, 12k views of 64 px are ~150 MB
-    latent_mean, latent_std = encode_pool(vae, pool, args.seed, device)
-    embeddings, table, texts = caption_embeddings(text, tokenizer, device)
-    table = table.to(device)
+    heldout, _ = render_people(args.heldout, 1, seed=args.seed + 7919, device=device, log=log)
+    log(f"data: {len(pool)} views of {args.poses} poses, {len(heldout)} held out, in {time.time() - start:.0f} s")
+    embeddings, table, _ = caption_embeddings(text, tokenizer, device)
     alphas = scheduler.alphas_cumprod.to(device)
+    makers = {}
+    for name, p in (("train", pool), ("heldout", heldout)):
+        p = p.to(device)  # the whole pool on the device: uint8, 10k views of 64 px are ~120 MB
+        latents = (*encode_pool(vae, p, args.seed, device), vae.config.scaling_factor)
+        makers[name] = batch_maker(p, latents, embeddings, table.to(device), alphas, device)
+    probe = makers["heldout"](torch.Generator().manual_seed(args.seed + 202), args.probe)  # fixed noise, t, captions
 
     from diffusers import ControlNetModel
 
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64)).to(device)
     n_params = sum(p.numel() for p in controlnet.parameters())
     log(f"controlnet: {n_params / 1e6:.2f} M parameters ({2 * n_params / 1e6:.1f} MB in fp16)")
-    steps = train(args, controlnet, unet, (latent_mean, latent_std, vae.config.scaling_factor), embeddings, table,
-                  pool, alphas, device, log)
+    loss_plain = probe_loss(unet, None, probe, device)
+    steps = train(args, controlnet, unet, makers["train"], device, log)
+    loss_control = probe_loss(unet, controlnet, probe, device)
+    log(f"held-out epsilon MSE ({args.probe} fixed noisy latents): UNet alone {loss_plain:.4f}, "
+        f"with ControlNet {loss_control:.4f}")
 
     tmp = staging_folder(out / "toy-controlnet-pose")
     controlnet.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
@@ -236,7 +277,9 @@ def main(argv=None) -> None:
         log(f"installed {publish(tmp, SAMPLES / 'toy-controlnet-pose')}")
 
     controlnet.to(torch.float32)
-    report = measure(args, parts, controlnet, device, log) | {"steps": steps, "seed": args.seed, "size_mb": size / 1e6}
+    report = measure(args, parts, controlnet, heldout, device) | {
+        "steps": steps, "seed": args.seed, "size_mb": size / 1e6,
+        "heldout_eps_mse": {"without": loss_plain, "with": loss_control}}
     (out / "controlnet_eval.json").write_text(json.dumps(report, indent=2) + "\n")
     w, wo = report["with"], report["without"]
     log(f"RESULT held-out silhouette IoU with ControlNet {w['iou_mean']:.3f} (>=0.7: {w['iou_ge_0.7']:.0%}), "
