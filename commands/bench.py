@@ -9,7 +9,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 SPEED_EPILOG = """\b
 Examples:
   lucidkit bench speed                                   # CUDA: SD 2.1-base shapes, random weights
-  lucidkit bench speed --cases fast,naive --steps 20 --out bench/results/speed.json
+  lucidkit bench speed --cases fast,naive --steps 20 --out docs/results/speed.json
   lucidkit bench speed --arch tiny --device cpu --steps 2  # a smoke run on a CPU
 
 \b
@@ -59,7 +59,7 @@ def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
 @click.option("--device", default="auto", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any generate config field.")
 @click.option("--jobs", default=1, show_default=True, help="Runs at once, each in its own process (GPU: ~10).")
-@click.option("--out", default="bench/results/quality.json", show_default=True, type=click.Path(),
+@click.option("--out", default="docs/results/quality.json", show_default=True, type=click.Path(),
               help="Results JSON (a .txt table and the run folders go beside it).")
 def quality(model, n_prompts, prompt_list, methods, steps, seed, device, sets, jobs, out):
     """Generate the fixed toy prompt set with ISM, SDS and ISM without Perp-Neg; score against ground truth."""

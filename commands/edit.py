@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import click
-
 from lucidkit.commands import options
 
 EPILOG = """\b
@@ -52,7 +51,8 @@ def edit(scene, prompt, source_prompt, cameras, region, up, anchor, model, prese
     from pathlib import Path
 
     from lucidkit import config as config_lib
-    from lucidkit.edit import EditConfig, run
+    from lucidkit.edit import run
+    from lucidkit.edit.config import EditConfig
     from lucidkit.errors import UserError
     from lucidkit.runs import new_run, resume_run
 

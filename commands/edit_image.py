@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import click
-
 from lucidkit.commands import options
 
 EPILOG = """\b

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import click
-
 from lucidkit.commands import options
 
 EPILOG = """\b
@@ -70,7 +69,8 @@ def train_lora(images, token, class_word, prompt, model, preset, rank, learning_
     from lucidkit.runs import new_run, resume_run
 
     if resume:
-        from lucidkit.lora import TrainLoraConfig, run
+        from lucidkit.lora import run
+        from lucidkit.lora.config import TrainLoraConfig
 
         folder, cfg = resume_run(resume, TrainLoraConfig)
         if images and Path(images).resolve() != Path(cfg.images):

@@ -12,7 +12,6 @@ column) and world +z is at the top (smaller pixel row).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 

@@ -20,6 +20,7 @@ import yaml
 
 from lucidkit.errors import UserError
 
+
 class ConfigError(UserError):
     """A preset, a config file or a --set override that does not fit the config."""
 

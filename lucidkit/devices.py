@@ -1,18 +1,78 @@
-"""Moving the loop's small per-update tensors (cameras, backgrounds, noise) from the CPU to the GPU.
+"""Devices and precisions: which device and dtype a run uses (`pick_device`, `resolve_dtype`), and moving the
+loop's small per-update tensors to the GPU (`to_device`).
 
-They are drawn on the CPU with seeded CPU generators, so a seed gives the same run on any device. A plain
-`.to("cuda")` waits until the GPU has finished all queued work (PyTorch synchronises after a blocking copy), and
-the GPU then idles while the CPU catches up. With `non_blocking=True` a small copy from ordinary (pageable) memory
-is staged by the CUDA driver and queued like a kernel, without that wait. (Pinning the memory first was measured
-too: `pin_memory()` cost the host more than it saved, bench/results/levers.md round 7.)
+The per-update tensors (cameras, backgrounds, noise) are drawn on the CPU with seeded CPU generators, so a seed
+gives the same run on any device. A plain `.to("cuda")` waits until the GPU has finished all queued work, and the GPU
+then idles while the CPU catches up; with `non_blocking=True` a small copy from ordinary (pageable) memory is staged
+by the CUDA driver and queued like a kernel, without that wait (pinning the memory first cost the host more than it
+saved; docs/performance.md).
 """
 
 from __future__ import annotations
 
 import torch
 
+from lucidkit.errors import UserError
+
 
 def to_device(t: torch.Tensor, device: torch.device | str, dtype: torch.dtype | None = None) -> torch.Tensor:
     """`t.to(device, dtype)`, without a host sync when copying to CUDA. (A copy to the CPU stays blocking: the
     values must be there when it returns.)"""
     return t.to(device, dtype, non_blocking=torch.device(device).type == "cuda")
+
+
+def resolve_dtype(precision: str | torch.dtype, device: str | torch.device) -> torch.dtype:
+    """Turn a `--precision` value into a torch dtype for `device`.
+
+    "auto" -> bfloat16 on CUDA (float16 if the GPU lacks bf16), float32 on CPU; "fp32"/"bf16"/"fp16" (or the
+    torch names) are taken as given. Half precision on CPU is refused: it is slow there and the CPU path is
+    only meant for small models.
+    """
+    device = torch.device(device)
+    if isinstance(precision, torch.dtype):
+        dtype = precision
+    else:
+        names = {
+            "fp32": torch.float32,
+            "float32": torch.float32,
+            "float": torch.float32,
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+            "half": torch.float16,
+        }
+        key = str(precision).lower()
+        if key == "auto":
+            if device.type != "cuda":
+                return torch.float32
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if key not in names:
+            raise UserError(f"unknown precision {precision!r}: expected auto, fp32, bf16 or fp16")
+        dtype = names[key]
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise UserError(f"unsupported precision {dtype}: expected fp32, bf16 or fp16")
+    if device.type == "cpu" and dtype != torch.float32:
+        raise UserError(f"precision {dtype_name(dtype)} needs a CUDA device; on CPU use fp32")
+    return dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise UserError(f"unknown device {device!r}: expected cpu or cuda[:N]") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device} was asked for but CUDA is not available on this machine; use cpu")
+    return device
+
+
+def pick_device(name: str) -> torch.device:
+    """A `--device` value ('auto', 'cpu', 'cuda[:N]') as a torch device; 'auto' takes CUDA when it is there."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return check_device(name)

@@ -16,6 +16,8 @@ import json
 import logging
 import os
 import platform
+import shutil
+import tempfile
 import uuid
 from importlib import metadata
 from pathlib import Path
@@ -354,3 +356,32 @@ def write_video(path: str | os.PathLike, frames: Any, fps: float = 30) -> Path:
     with atomic_path(path) as tmp:
         _write_gif(tmp, frames, fps)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Folders written atomically: built under a temporary sibling name, then renamed into place.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def staging_folder(folder: str | Path) -> Path:
+    """A fresh empty sibling of ``folder`` (same file system, so the final rename is atomic)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp.chmod(0o755)
+    return tmp
+
+
+def publish(tmp: Path, folder: str | Path) -> Path:
+    """Make ``tmp``'s files world-readable and move ``tmp`` to ``folder``, replacing what was there."""
+    folder = Path(folder)
+    for path in tmp.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+        os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, folder)
+    return folder

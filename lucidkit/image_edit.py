@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from lucidkit import config as config_lib
 from lucidkit.errors import UserError
-from lucidkit.generate import PriorConfig, load_prior
 from lucidkit.guidance import GuidanceConfig, ScoreDistillation
+from lucidkit.prior.config import PriorConfig, load_prior
 
 
 @dataclass
@@ -182,25 +182,19 @@ def run(cfg: EditImageConfig, input_path: Path, out: Path, mask_path: Path | Non
     prior = load_prior(cfg.prior)
     announce(f"Editing {input_path} ({image.shape[1]}x{image.shape[0]}) with {cfg.guidance.method} on prior "
              f"{cfg.prior.model!r} ({prior.device}), {cfg.edit.steps} updates")
-    progress = runs.Progress(cfg.edit.steps, 0, "edit-image", quiet=quiet)
-    try:
+    with runs.Progress(cfg.edit.steps, 0, "edit-image", quiet=quiet) as progress:
         result = edit_image(prior, image, cfg, mask, progress=progress)
-    finally:
-        progress.close()
     export.write_png(paths["image"], result.image)
     export.write_png(paths["progress"], progress_strip(result.frames))
     manifest = {
-        "command": "edit-image",
+        **runs.manifest_header("edit-image", cfg.seed, prior),
         "input": str(input_path),
         "mask": None if mask_path is None else str(mask_path),
         "prompt": cfg.prompt,
         "source_prompt": cfg.source_prompt,
         "method": cfg.guidance.method,
-        "seed": cfg.seed,
         "steps": result.steps,
         "size": [int(image.shape[1]), int(image.shape[0])],
-        "model": prior.source,
-        "device": str(prior.device),
         "seconds": result.seconds,
         "config": config_lib.to_dict(cfg),
         "outputs": [p.name for p in paths.values()],

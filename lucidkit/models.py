@@ -22,7 +22,7 @@ TOY = "toy"
 # How to get the toy prior back if the folder is missing (the training script lives in lucidkit.toyworld).
 TOY_BUILD_HINT = (
     "It ships with lucidkit's source repository as samples/toy-prior; reinstall lucidkit from the repository, "
-    "or train it on a GPU with `python -m lucidkit.toyworld.train --out samples/toy-prior` (see README)."
+    "or train it on a GPU with `python -m tools.toyworld.train --out samples/toy-prior` (see README)."
 )
 
 

@@ -1,4 +1,4 @@
-"""The one optimisation loop shared by generate, avatar and edit, with checkpoints that resume exactly.
+"""The one optimisation loop shared by every 3D command (generate, edit), with a state that resumes exactly.
 
     for step in [start, steps):
         learning rates ← schedule(step)
@@ -14,18 +14,13 @@ What differs between commands is only the objective, the initial Gaussians and w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
 
 from lucidkit.cameras import CameraBatch, OrbitSampler
-from lucidkit.devices import to_device
-from lucidkit.errors import UserError
-from lucidkit.splat.render import RenderOutput, render
-from lucidkit.splat.scene import OptimConfig, activated, apply_lrs, make_optimizers
-
-CHECKPOINT_NAME = "checkpoint.pt"
+from lucidkit.splat.optim import OptimConfig, apply_lrs, make_optimizers
+from lucidkit.splat.render import RenderOutput, render_state
 
 
 @dataclass
@@ -82,17 +77,6 @@ def sample_backgrounds(n: int, prob: float, generator: torch.Generator) -> torch
     bg[replace & (u < prob / 2)] = colours[replace & (u < prob / 2)]
     bg[replace & (u >= prob / 2)] = 0.0
     return bg
-
-
-def render_state(splats, cams: CameraBatch, backgrounds: torch.Tensor | None, scale_mult: float = 1.0) -> RenderOutput:
-    """Render the scene's Gaussians from `cams` (any device: follows the parameters)."""
-    a = activated(splats)
-    device = a["means"].device
-    return render(
-        a["means"], a["quats"], a["scales"] * scale_mult, a["opacities"], a["sh"],
-        to_device(cams.viewmats, device), to_device(cams.Ks, device), cams.width, cams.height,
-        backgrounds=None if backgrounds is None else to_device(backgrounds, device), sh_degree=a["sh_degree"],
-    )
 
 
 def optimize(
@@ -164,15 +148,13 @@ def densify_and_prune(state: TrainState, step: int, info: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Checkpoints: plain tensors and numbers only, so they load with torch.load(weights_only=True).
+# The state as a checkpoint payload: plain tensors and numbers only, so it loads with torch.load(weights_only=True).
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(state: TrainState, folder: Path) -> Path:
-    """Write `checkpoint.pt` atomically (temp file + rename): an interruption never leaves a half file."""
-    from lucidkit.export import atomic_path
-
-    payload = {
+def state_payload(state: TrainState) -> dict:
+    """Everything `restore_state` needs to continue exactly where `state` is, on the CPU."""
+    return {
         "step": state.step,
         "splats": {k: v.detach().cpu() for k, v in state.splats.items()},
         "optimizers": {k: opt.state_dict() for k, opt in state.optimizers.items()},
@@ -184,26 +166,10 @@ def save_checkpoint(state: TrainState, folder: Path) -> Path:
         "frozen": None if state.frozen is None else state.frozen.cpu(),
         "extras": state.extras,
     }
-    path = Path(folder) / CHECKPOINT_NAME
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
 
 
-def read_checkpoint(folder: Path) -> dict:
-    """The payload of `folder/checkpoint.pt` (safe load: tensors and numbers only) or one clear UserError."""
-    path = Path(folder) / CHECKPOINT_NAME
-    if not path.exists():
-        raise UserError(f"cannot resume: {path} does not exist (the run folder has no checkpoint yet)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
-        raise UserError(f"cannot resume: {path} is not a readable lucidkit checkpoint ({e})") from None
-
-
-def load_checkpoint(folder: Path, optim: OptimConfig, strategy, device) -> TrainState:
-    """Rebuild a TrainState from `folder/checkpoint.pt`."""
-    payload = read_checkpoint(folder)
+def restore_state(payload: dict, optim: OptimConfig, strategy, device) -> TrainState:
+    """Rebuild a TrainState from a `state_payload` (and restore the global RNGs it saved)."""
     splats = torch.nn.ParameterDict(
         {k: torch.nn.Parameter(v.to(device)) for k, v in payload["splats"].items()}
     )
@@ -222,39 +188,3 @@ def load_checkpoint(folder: Path, optim: OptimConfig, strategy, device) -> Train
         generator=generator, step=int(payload["step"]),
         frozen=None if frozen is None else frozen.to(device), extras=payload.get("extras", {}),
     )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Regularisers of the recipe
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def total_variation(img: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference of neighbouring pixels; img [B, H, W, C]."""
-    return (img[:, 1:] - img[:, :-1]).abs().mean() + (img[:, :, 1:] - img[:, :, :-1]).abs().mean()
-
-
-def image_regularizers(rgb: torch.Tensor, depth: torch.Tensor, alpha: torch.Tensor, tv_rgb: float,
-                       tv_disparity: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The recipe's image-space terms of a render [B, H, W, ·]: (normalised disparity [B, H, W, 1],
-    tv_rgb·TV(rgb) + tv_disparity·TV(disparity)). One function, so that the compiled fast path runs its ~40 small
-    operations (and their backward) as a few fused kernels."""
-    disparity = normalized_disparity(depth, alpha)
-    loss = torch.zeros((), device=rgb.device)
-    if tv_rgb:
-        loss = loss + tv_rgb * total_variation(rgb)
-    if tv_disparity:
-        loss = loss + tv_disparity * total_variation(disparity)
-    return disparity, loss
-
-
-def normalized_disparity(depth: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """[B, H, W, 1] disparity scaled to [0, 1] over each view's covered pixels, 0 on the background."""
-    mask = alpha > 0.5
-    disp = torch.where(mask, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))
-    big = torch.finfo(disp.dtype).max
-    lo = torch.where(mask, disp, torch.full_like(disp, big)).amin(dim=(1, 2, 3), keepdim=True)
-    hi = disp.amax(dim=(1, 2, 3), keepdim=True)
-    norm = (disp - lo) / (hi - lo).clamp_min(1e-6)
-    return torch.where(mask, norm, torch.zeros_like(norm)) * alpha
-

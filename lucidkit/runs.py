@@ -1,4 +1,4 @@
-"""Run folders and the loop's callbacks (progress, previews, checkpoints), shared by every 3D command.
+"""Run folders, checkpoints and the loop's callbacks (progress, previews), shared by every command that runs a loop.
 
 A run folder holds `config.yaml` (the resolved config, written first), `checkpoint.pt` (every N updates and on
 Ctrl-C), `previews/`, and at the end `scene.ply`, `preview.png`, `turntable.mp4` and `manifest.json`.
@@ -18,7 +18,8 @@ from lucidkit import config as config_lib
 from lucidkit.errors import UserError
 from lucidkit.export import check_writable_dir
 
-RUN_MARKERS = ("checkpoint.pt", "scene.ply", "manifest.json")
+CHECKPOINT_NAME = "checkpoint.pt"
+RUN_MARKERS = (CHECKPOINT_NAME, "scene.ply", "manifest.json")
 
 
 def slugify(text: str, max_len: int = 40) -> str:
@@ -59,8 +60,8 @@ class Progress:
         self.last_refresh = 0.0
         self.bar = None
         if not quiet:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             self.bar = RichProgress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -90,6 +91,55 @@ class Progress:
         if self.bar is not None:
             self.bar.stop()
 
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_checkpoint(folder: Path, payload: dict) -> Path:
+    """Write `folder/checkpoint.pt` atomically (temp file + rename): an interruption never leaves a half file. The
+    payload holds tensors, numbers, strings and dicts of them only, so `read_checkpoint` can load it safely."""
+    import torch
+
+    from lucidkit.export import atomic_path
+
+    path = Path(folder) / CHECKPOINT_NAME
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def read_checkpoint(folder: Path) -> dict:
+    """The payload of `folder/checkpoint.pt` (safe load: tensors and numbers only) or one clear UserError."""
+    import torch
+
+    path = Path(folder) / CHECKPOINT_NAME
+    if not path.exists():
+        raise UserError(f"cannot resume: {path} does not exist (the run folder has no checkpoint yet)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
+        raise UserError(f"cannot resume: {path} is not a readable lucidkit checkpoint ({e})") from None
+
+
+@contextmanager
+def checkpoint_on_interrupt(save, step, total: int, resume_command: str):
+    """Ctrl-C inside the block: `save()` a checkpoint and stop with one line saying how to continue."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        save()
+        raise UserError(f"interrupted at step {step()}/{total}; checkpoint saved. Continue with: {resume_command}") \
+            from None
+
+
+def manifest_header(command: str, seed: int, prior) -> dict:
+    """The fields every run's manifest.json starts with."""
+    return {"command": command, "seed": seed, "model": prior.source, "device": str(prior.device),
+            "dtype": str(prior.dtype).replace("torch.", "")}
+
 
 def every(n: int, fn):
     """A callback that calls `fn(state)` every `n` updates (never when n <= 0)."""
@@ -105,7 +155,7 @@ def render_views(splats, cams, background=(1.0, 1.0, 1.0), chunk: int = 8):
     """Render `cams` on a solid background without gradients, in chunks; returns (rgb, alpha, depth) on CPU."""
     import torch
 
-    from lucidkit.optimize import render_state
+    from lucidkit.splat.render import render_state
 
     rgb, alpha, depth = [], [], []
     with torch.no_grad():

@@ -6,7 +6,7 @@ weights and SD's real noise schedule; `save_tiny_pipeline(folder)` writes them a
 `DiffusionPrior.load(folder)` load offline.
 
 The models produce noise, not pictures: use them to test shapes, plumbing, gradients and file handling,
-never quality (that is the toy prior's job, see TOYWORLD.md).
+never quality (that is the toy prior's job, see docs/toyworld.md).
 """
 
 from __future__ import annotations
@@ -19,49 +19,8 @@ from pathlib import Path
 
 import torch
 
-from lucidkit.prior import _quiet_libraries
-
-# Words whose BPE merges the tiny tokenizer learns, so that it exercises real merges (any ASCII text
-# still tokenises: every byte has a token of its own).
-_MERGE_WORDS = ("a", "red", "blue", "cube", "sphere", "photo", "front", "side", "back", "view")
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from the 256 byte values to printable unicode characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
-
-
-def tiny_tokenizer(model_max_length: int = 77):
-    """A CLIP tokenizer built in memory: every byte as a token (with and without the `</w>` end-of-word
-    suffix), a few merges for common toy words, and CLIP's `<|startoftext|>` / `<|endoftext|>` tokens."""
-    from transformers import CLIPTokenizer
-
-    alphabet = list(_bytes_to_unicode().values())  # 256 single-character tokens
-    tokens = alphabet + [c + "</w>" for c in alphabet]
-    merges: list[tuple[str, str]] = []
-    for word in _MERGE_WORDS:
-        # Merge left to right: "c u" -> "cu", "cu b" -> "cub", "cub e</w>" -> "cube</w>".
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(pieces) > 1:
-            merge = (pieces[0], pieces[1])
-            merged = pieces[0] + pieces[1]
-            if merge not in merges:
-                merges.append(merge)
-            if merged not in tokens:
-                tokens.append(merged)
-            pieces = [merged] + pieces[2:]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {tok: i for i, tok in enumerate(tokens)}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+from lucidkit.prior.load import quiet_libraries
+from lucidkit.prior.random_weights import tiny_tokenizer
 
 
 def tiny_pipeline_components(seed: int = 0, image_size: int = 32, vae_scale_factor: int = 2) -> dict:
@@ -90,9 +49,9 @@ def tiny_pipeline_components(seed: int = 0, image_size: int = 32, vae_scale_fact
 
 def _build_tiny_models(seed: int, image_size: int, latent_size: int, n_vae_blocks: int) -> dict:
     from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from lucidkit.toyworld.models import make_scheduler  # Stable Diffusion's training schedule
     from transformers import CLIPTextConfig, CLIPTextModel
+
+    from lucidkit.arch import make_scheduler  # Stable Diffusion's training schedule
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -164,7 +123,7 @@ def save_tiny_pipeline(
     pipe = StableDiffusionPipeline(**parts, requires_safety_checker=False)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        with _quiet_libraries():
+        with quiet_libraries():
             pipe.save_pretrained(tmp, safe_serialization=True)
         if folder.exists():
             folder.rmdir()  # empty (checked above)
@@ -349,7 +308,7 @@ def save_tiny_lora(folder: str | os.PathLike, seed: int = 0, rank: int = 4, text
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from lucidkit.lora import add_lora_layers
+    from lucidkit.lora.adapters import add_lora_layers
 
     parts = tiny_pipeline_components(seed=seed)
     models = {"unet": (parts["unet"], ["to_q", "to_k", "to_v", "to_out.0"])}
@@ -364,7 +323,7 @@ def save_tiny_lora(folder: str | os.PathLike, seed: int = 0, rank: int = 4, text
                     param.copy_(0.1 * torch.randn(param.shape))
     layers = {name: get_peft_model_state_dict(model) for name, (model, _) in models.items()}
     folder = Path(folder)
-    with _quiet_libraries():
+    with quiet_libraries():
         StableDiffusionPipeline.save_lora_weights(
             save_directory=str(folder),
             unet_lora_layers=layers["unet"],

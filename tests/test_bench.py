@@ -3,7 +3,6 @@
 import json
 
 from click.testing import CliRunner
-
 from lucidkit.commands.cli import cli
 
 
@@ -13,7 +12,7 @@ def test_toy_generate_matches_the_prompt(tmp_path):
     from lucidkit.bench.quality import eval_cameras
     from lucidkit.cameras import CameraConfig
     from lucidkit.runs import render_views
-    from lucidkit.splat.scene import read_ply
+    from lucidkit.splat.ply import read_ply
     from lucidkit.toyworld.evaluator import ToyEvaluator
 
     out = tmp_path / "cube"

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import interrupted_at, one_line_error
+from lucidkit.commands.cli import cli
 
 from lucidkit.camera_files import CameraSet, read_camera_file
 from lucidkit.cameras import look_at
-from lucidkit.commands.cli import cli
-from lucidkit.edit import UP_ROTATIONS, SceneFrame, parse_region, sh_rotation
+from lucidkit.edit.source import parse_region
+from lucidkit.splat.ply import read_ply, read_vertices, write_ply, write_vertices
 from lucidkit.splat.render import render
-from lucidkit.splat.scene import activated, num_sh_bases, read_ply, read_vertices, write_ply, write_vertices
-
-from conftest import interrupted_at, one_line_error
+from lucidkit.splat.scene import activated, num_sh_bases
+from lucidkit.splat.transform import UP_ROTATIONS, SceneFrame, sh_rotation
 
 TINY_PRESET = """\
 loop: {steps: 4, batch_size: 2}
@@ -197,8 +198,9 @@ def test_region_edit_changes_only_the_region(tiny, tmp_path):
     for name in ("scene.ply", "preview.png", "before_after.mp4", "config.yaml", "checkpoint.pt"):
         assert (out / name).stat().st_size > 0, name
     # Inside the loop too, frozen Gaussians never changed (densification, pruning and opacity resets included).
-    from lucidkit.edit import EditConfig, load_source
     from lucidkit.config import from_dict, load_yaml
+    from lucidkit.edit.config import EditConfig
+    from lucidkit.edit.source import load_source
 
     source = load_source(from_dict(EditConfig, load_yaml(out / "config.yaml")).scene)
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -228,7 +230,6 @@ def test_resume_continues_to_the_same_result(tiny, tmp_path):
     result = edit("--resume", str(part), "--quiet")
     assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("Error:")
     assert "changed since" in result.output and "Traceback" not in result.output
-
 
 
 def test_bad_input_gives_one_clear_line_and_touches_nothing(tiny, tmp_path):

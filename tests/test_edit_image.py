@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
-
-from lucidkit.commands.cli import cli
-
 from conftest import one_line_error
+from lucidkit.commands.cli import cli
+from PIL import Image
 
 
 def _write(path, array):
@@ -89,7 +87,6 @@ def test_every_method_runs_from_the_same_flags(red_cube_png, tmp_path, method):
              "--steps", "2", "--out", tmp_path / "o.png", "--quiet")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "o.json").read_text())["method"] == method
-
 
 
 def test_bad_inputs_get_one_clear_error(red_cube_png, tmp_path):

@@ -5,15 +5,13 @@ import subprocess
 import sys
 
 import imageio.v3 as iio
-import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-
-from lucidkit.commands.cli import cli
-from lucidkit.splat.scene import read_ply
-
 from conftest import interrupted_at, one_line_error
+from lucidkit.commands.cli import cli
+
+from lucidkit.splat.ply import read_ply
 
 
 def generate(*args):
@@ -70,7 +68,6 @@ def test_new_run_refuses_to_overwrite_a_run(tiny_prior_dir, tmp_path):
     result = generate("a green cube", *tiny_args(tiny_prior_dir, out))
     assert result.exit_code != 0 and "already holds a run" in result.output
     assert (out / "scene.ply").read_bytes() == before
-
 
 
 def test_bad_input_gives_one_clear_line(tiny_prior_dir, tmp_path):

@@ -13,11 +13,11 @@ import torch
 def test_fast_path_ism_gradient_matches_fp32_reference():
     from lucidkit.guidance import GuidanceConfig, ScoreDistillation
     from lucidkit.guidance.schedules import Interval
-    from lucidkit.prior import DiffusionPrior
+    from lucidkit.prior.random_weights import random_prior
 
-    ref = DiffusionPrior.from_arch("sd21-base", device="cuda", dtype="fp32", seed=0)
-    eager = DiffusionPrior.from_arch("sd21-base", device="cuda", dtype="bf16", seed=0)
-    fast = DiffusionPrior.from_arch("sd21-base", device="cuda", dtype="bf16", seed=0)
+    ref = random_prior("sd21-base", device="cuda", dtype="fp32", seed=0)
+    eager = random_prior("sd21-base", device="cuda", dtype="bf16", seed=0)
+    fast = random_prior("sd21-base", device="cuda", dtype="bf16", seed=0)
     fast.enable_fast_path(compile=True)
     cfg = GuidanceConfig(perp_neg=True)
     guides = {name: ScoreDistillation(p, "a hamburger", cfg) for name, p in (("ref", ref), ("eager", eager),
@@ -39,10 +39,10 @@ def test_fast_path_ism_gradient_matches_fp32_reference():
 @pytest.mark.gpu
 def test_fast_vae_encoder_matches_eager():
     """The VAE under the fast path (contiguous, bmm attention, compiled) encodes and backpropagates like eager."""
-    from lucidkit.prior import DiffusionPrior
+    from lucidkit.prior.random_weights import random_prior
 
-    eager = DiffusionPrior.from_arch("sd21-base", device="cuda", dtype="fp32", seed=0)
-    fast = DiffusionPrior.from_arch("sd21-base", device="cuda", dtype="fp32", seed=0)
+    eager = random_prior("sd21-base", device="cuda", dtype="fp32", seed=0)
+    fast = random_prior("sd21-base", device="cuda", dtype="fp32", seed=0)
     fast.enable_fast_path(compile=True)
     images = torch.rand(2, 3, 512, 512, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
     out = {}
@@ -60,7 +60,7 @@ def test_graphed_module_replays_like_the_module_and_never_overwrites_a_pending_r
     """GraphedModule (the fast path's VAE encoder) gives the module's outputs and input gradients on replay, runs
     other shapes and no-grad calls unchanged, and while one replay still awaits its backward, runs a second call
     through the module, so both backward passes are right (edit-image encodes twice per step)."""
-    from lucidkit.graphed import GraphedModule
+    from lucidkit.prior.graphed import GraphedModule
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.GroupNorm(4, 16), torch.nn.SiLU(),
@@ -98,7 +98,7 @@ def test_graphed_module_replays_like_the_module_and_never_overwrites_a_pending_r
 def test_compiled_image_regularizers_match_eager():
     """The fast path compiles generate's image-space terms (normalised disparity, the two TV losses): same values
     and same gradients into the render as the eager functions, on a render-like input (rgb a view of rgb+depth)."""
-    from lucidkit.optimize import image_regularizers
+    from lucidkit.regularizers import image_regularizers
 
     gen = torch.Generator("cuda").manual_seed(0)
     render = torch.rand(4, 128, 128, 4, device="cuda", generator=gen) + 0.5  # rgb + depth, as gsplat returns them

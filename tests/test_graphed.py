@@ -5,7 +5,7 @@ every replay overwrites, so a wrong choice shows up as a wrong gradient. The rea
 
 import torch
 
-from lucidkit.graphed import GraphedModule
+from lucidkit.prior.graphed import GraphedModule
 
 
 class _StaticBufferReplay(torch.autograd.Function):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lucidkit.groupnorm import ChannelsLastGroupNorm, group_norm_channels_last, use_channels_last_group_norm
+from lucidkit.prior.groupnorm import ChannelsLastGroupNorm, group_norm_channels_last, use_channels_last_group_norm
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])

@@ -18,21 +18,9 @@ from lucidkit.splat.init import (
     make_sample_scene,
     sample_scene_path,
 )
-from lucidkit.splat.scene import (
-    SH_C0,
-    OptimConfig,
-    PlyError,
-    activated,
-    apply_lrs,
-    create_splats,
-    knn_mean_sq_dist,
-    lr_at,
-    make_optimizers,
-    read_ply,
-    rgb_to_sh0,
-    sh0_to_rgb,
-    write_vertices,
-)
+from lucidkit.splat.optim import OptimConfig, apply_lrs, lr_at, make_optimizers
+from lucidkit.splat.ply import PlyError, read_ply, write_vertices
+from lucidkit.splat.scene import SH_C0, activated, create_splats, knn_mean_sq_dist, rgb_to_sh0, sh0_to_rgb
 
 
 def gen(seed: int = 0) -> torch.Generator:

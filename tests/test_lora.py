@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import interrupted_at, one_line_error
+from lucidkit.commands.cli import cli
 from PIL import Image
 
-from lucidkit.commands.cli import cli
-from lucidkit.lora import DataConfig, load_subject, read_image
-
-from conftest import interrupted_at, one_line_error
+from lucidkit.lora.config import DataConfig
+from lucidkit.lora.photos import load_subject, read_image
 
 RED, BLUE = (220, 20, 20), (20, 40, 220)
 
@@ -22,7 +22,6 @@ def invoke(*args, ok=True):
     if ok:
         assert result.exit_code == 0, result.output
     return result
-
 
 
 def two_colour_image(width, height):
@@ -187,8 +186,8 @@ def test_toy_subject_is_learned(tmp_path):
     training seeds 0–2; seed 0 here). Asserted with a 2× margin: at least 25 points more than before."""
     from lucidkit.lora_samples import PROMPT, default_folder, match_rate
     from lucidkit.models import toy_prior_dir
+    from lucidkit.prior.sampling import load_pipeline, sample_prompts
     from lucidkit.toyworld.evaluator import ToyEvaluator
-    from lucidkit.toyworld.quality import load_pipeline, sample_prompts
 
     out = tmp_path / "sks-toy"
     invoke("train-lora", default_folder(), "--token", "sks", "--class-word", "toy", "--out", out, "--quiet",

@@ -7,17 +7,16 @@ import pytest
 import torch
 
 from lucidkit.errors import UserError
-from lucidkit.splat.scene import (
+from lucidkit.splat.ply import (
     PlyError,
-    create_splats,
     gaussian_property_names,
-    num_sh_bases,
     ply_header_text,
     read_ply,
     read_vertices,
     write_ply,
     write_vertices,
 )
+from lucidkit.splat.scene import create_splats, num_sh_bases
 
 
 def random_splats(n: int, sh_degree: int, seed: int = 0) -> torch.nn.ParameterDict:

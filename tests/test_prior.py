@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from lucidkit.devices import resolve_dtype
 from lucidkit.errors import UserError
-from lucidkit.prior import DiffusionPrior, ModelLoadError, check_safetensors_file, resolve_dtype
+from lucidkit.prior.core import DiffusionPrior
+from lucidkit.prior.files import ModelLoadError, check_safetensors_file
 from lucidkit.testing import save_tiny_lora, save_tiny_pipeline, save_tiny_single_file
 
 
@@ -44,7 +46,7 @@ def offline(monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("tried to reach the hub")
 
-    monkeypatch.setattr("lucidkit.prior._hub_reachable", no_network)
+    monkeypatch.setattr("lucidkit.prior.hub._hub_reachable", no_network)
 
 
 def _copy(folder: Path, tmp_path: Path) -> Path:
@@ -409,7 +411,7 @@ def test_speed_and_memory_options_keep_results(tiny_dirs):
 def test_compile_cache_goes_to_the_user_cache_unless_the_user_chose_one(tmp_path, monkeypatch):
     """The fast path keeps torch.compile's caches in ~/.cache/lucidkit/inductor (they outlive /tmp), never
     overrides a TORCHINDUCTOR_CACHE_DIR the user set, and keeps torch's default when the cache folder cannot be made."""
-    from lucidkit.prior import use_persistent_compile_cache
+    from lucidkit.prior.fast import use_persistent_compile_cache
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

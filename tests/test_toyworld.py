@@ -144,7 +144,7 @@ def test_shipped_prior_is_a_standard_small_sd_folder(pipe):
 def test_shipped_tokenizer_has_the_full_vocabulary(pipe):
     from transformers import CLIPTokenizer
 
-    from lucidkit.toyworld.tokenizer import caption_words
+    from lucidkit.toyworld.captions import caption_words
 
     tok = CLIPTokenizer.from_pretrained(str(PRIOR / "tokenizer"))
     assert len(tok) == len(pipe.tokenizer) > 512  # bytes, bytes + </w>, merges, start and end

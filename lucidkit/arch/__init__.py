@@ -26,3 +26,19 @@ def arch_file(arch: str, part: str) -> Path:
     if not path.is_file():
         raise KeyError(f"no architecture config {arch}/{part}.json (known: {', '.join(arch_names())})")
     return path
+
+
+def make_scheduler():
+    """DDIM with Stable Diffusion's training schedule (what SD 1.x/2.x folders configure)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )

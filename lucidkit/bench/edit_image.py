@@ -4,7 +4,7 @@ Inputs are ground-truth renders of toy objects from eval cameras (white backgrou
 prompt into a target prompt with ISM, SDS and DDS; the toy evaluator reads the result and the silhouette (pixels
 away from the white background) is compared with the input's.
 
-    python -m lucidkit.bench.edit_image --views 4 --out bench/results/edit_image.txt
+    python -m lucidkit.bench.edit_image --views 4 --out docs/results/edit_image.txt
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def run_case(prior, evaluator, source: str, target: str, method: str, views: int
 def main(argv=None) -> None:
     from lucidkit import config as config_lib
     from lucidkit.export import preview_grid, write_png
-    from lucidkit.generate import PriorConfig, load_prior
+    from lucidkit.prior.config import PriorConfig, load_prior
     from lucidkit.toyworld.evaluator import ToyEvaluator
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +80,7 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--cases", type=int, default=len(CASES), help="use the first N cases")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="config override KEY=VALUE")
-    ap.add_argument("--out", default="bench/results/edit_image.txt")
+    ap.add_argument("--out", default="docs/results/edit_image.txt")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     overrides = config_lib.parse_overrides(args.sets)

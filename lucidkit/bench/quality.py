@@ -20,7 +20,7 @@ import math
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -109,9 +109,8 @@ def eval_cameras(camera_cfg, offset_deg: float = 0.0):
 def score_scene(splats, prompt: str, method: str, camera_cfg, evaluator, seconds: float) -> RunScore:
     """Compare a generated scene (engine ParameterDict) with the prompt's ground truth."""
     from lucidkit.runs import render_views
-    from lucidkit.toyworld.captions import is_oriented
+    from lucidkit.toyworld.captions import is_oriented, object_of_prompt
     from lucidkit.toyworld.data import render_object
-    from lucidkit.toyworld.captions import object_of_prompt
 
     cams = eval_cameras(camera_cfg)
     white = torch.ones(len(cams), 3)
@@ -167,7 +166,7 @@ def run_one(prompt: str, method: str, seed: int, steps: int | None, model: str, 
     t0 = time.perf_counter()
     result = run(cfg, folder, quiet=True)
     seconds = time.perf_counter() - t0
-    from lucidkit.splat.scene import read_ply
+    from lucidkit.splat.ply import read_ply
 
     splats = read_ply(result.scene).splats
     return score_scene(splats, prompt, method, cfg.camera, evaluator, seconds)

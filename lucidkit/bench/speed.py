@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 
-
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -73,11 +72,11 @@ def build(arch: str, device, precision: str, batch: int, resolution: int, n_gaus
     from lucidkit.generate import GenerateConfig, GenerateObjective, resolve_config
     from lucidkit.guidance import ScoreDistillation
     from lucidkit.optimize import new_state
-    from lucidkit.prior import DiffusionPrior
+    from lucidkit.prior.random_weights import random_prior
     from lucidkit.splat.densify import make_strategy
     from lucidkit.splat.init import init_gaussians
 
-    prior = DiffusionPrior.from_arch(arch, device=device, dtype=precision, seed=seed)
+    prior = random_prior(arch, device=device, dtype=precision, seed=seed)
     if not naive:
         prior.enable_fast_path(compile=fast)
     if low_memory:
@@ -124,7 +123,8 @@ def loop_ms(state, sampler, objective, cfg, start_step: int, steps: int, device,
 
 def breakdown(prior, guidance, state, sampler, cfg, device, perp_neg: bool) -> dict:
     """Median ms of the pieces of one update, timed on the production functions."""
-    from lucidkit.optimize import render_state, sample_backgrounds
+    from lucidkit.optimize import sample_backgrounds
+    from lucidkit.splat.render import render_state
 
     B, size = cfg.loop.batch_size, cfg.loop.resolution
     gen = torch.Generator().manual_seed(1)
@@ -247,7 +247,7 @@ def run_case(name, arch, device, precision, batch, resolution, n_gaussians, perp
     result["ms_per_update_mid"], _ = loop_ms(state, sampler, objective, cfg, anneal // 2, steps, device)
     late_step = max(3500, anneal)  # t < 500: the last 3500 updates of the recipe
     result["ms_per_update_late"], _ = loop_ms(state, sampler, objective, cfg, late_step, steps, device)
-    # loop updates whose VAE encoder ran as CUDA graphs (fast path; lucidkit/graphed.py), as a check
+    # loop updates whose VAE encoder ran as CUDA graphs (fast path; lucidkit/prior/graphed.py), as a check
     result["encoder_graph_replays"] = getattr(prior.vae.encoder, "replays", None)
     # projected recipe time: while t's upper end anneals (980 -> 500) the cost falls from the early to the late
     # regime; the trapezoid rule over the measured start, middle and end of that phase, then the late regime

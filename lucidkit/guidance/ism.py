@@ -7,7 +7,7 @@ Symbols (see docs and LucidDreamer, arXiv 2311.11284):
     ∅             embedding of the empty prompt (used for inversion)
     DDIM a → b    x̂0 = (x - sqrt(1-ᾱ_a) ε) / sqrt(ᾱ_a);   x_b = sqrt(ᾱ_b) x̂0 + sqrt(1-ᾱ_b) ε
 
-One ISM update (steps numbered as in ISM.md):
+One ISM update (steps numbered as in docs/ism.md):
     2. x_s = DDIM-invert(z0) from the first timestep up to s with ∅ (fresh noise first perturbs z0 to the start)
     3. e_s = ε(x_s, s, ∅);  x_t = DDIM(x_s, e_s, s → t);  e_s is also the target
     4. ε̂ = CFG / Perp-Neg combination of ε(x_t, t, ·)   (done by the caller, see `perpneg.py`)

@@ -5,8 +5,6 @@ isotropic scales from the mean squared distance to the 3 nearest neighbours, the
 and colour (grey unless the file has colours). Randomness comes only from the `generator` passed in, so a
 seeded generator gives the same Gaussians every time.
 
-The SMPL-X body init lives with the avatar code.
-
 `python -m lucidkit.splat.init samples/scene.ply` regenerates the sample scene that ships in `samples/`.
 """
 
@@ -22,7 +20,8 @@ import numpy as np
 import torch
 
 from lucidkit.errors import UserError
-from lucidkit.splat.scene import PlyError, create_splats, read_vertices, sh0_to_rgb, write_ply
+from lucidkit.splat.ply import PlyError, read_vertices, write_ply
+from lucidkit.splat.scene import create_splats, sh0_to_rgb
 
 SHAPES = ("sphere", "box", "points")
 

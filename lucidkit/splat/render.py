@@ -33,8 +33,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from lucidkit.cameras import CameraBatch
+from lucidkit.devices import to_device
 from lucidkit.errors import UserError
-from lucidkit.splat.scene import sh0_to_rgb
+from lucidkit.splat.scene import activated, sh0_to_rgb
 
 ALPHA_THRESHOLD = 1.0 / 255.0  # contributions below this alpha are skipped (gsplat, INRIA)
 ALPHA_MAX = 0.999  # per-Gaussian alpha clamp (gsplat 1.5.3)
@@ -369,3 +371,14 @@ def _render_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, 
         "n_pairs": int(pix.shape[0]),
     }
     return RenderOutput(rgb=rgb, alpha=acc_alpha, depth=depth, info=info)
+
+
+def render_state(splats, cams: CameraBatch, backgrounds: torch.Tensor | None, scale_mult: float = 1.0) -> RenderOutput:
+    """Render the scene's Gaussians from `cams` (any device: follows the parameters)."""
+    a = activated(splats)
+    device = a["means"].device
+    return render(
+        a["means"], a["quats"], a["scales"] * scale_mult, a["opacities"], a["sh"],
+        to_device(cams.viewmats, device), to_device(cams.Ks, device), cams.width, cams.height,
+        backgrounds=None if backgrounds is None else to_device(backgrounds, device), sh_degree=a["sh_degree"],
+    )

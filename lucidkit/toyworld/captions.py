@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from lucidkit.errors import UserError
-from lucidkit.toyworld.objects import ALL_SHAPES, COLOURS, ORIENTED, PATTERN_COLOURS, ToyObject, build
+from lucidkit.toyworld.objects import ALL_SHAPES, COLOURS, ORIENTED, PATTERN_COLOURS, PATTERNS, ToyObject, build
 
 VIEWS = ("front", "side", "back")
 P_EMPTY = 0.10
@@ -163,3 +163,10 @@ __all__ = [
     "Attributes", "ToyPromptError", "VIEWS", "caption", "caption_table", "ground_truth", "is_oriented",
     "object_of_prompt", "parse_prompt", "sample_caption_ids", "view_of_azimuth", "views_of_azimuths", "with_view",
 ]
+
+
+def caption_words() -> list[str]:
+    """Every word (and the comma) a toy caption uses, plus a few common prompt words."""
+    words = ["a", "an", "and", ",", "front", "side", "back", "view", "photo", "of", "the"]
+    words += list(ALL_SHAPES) + list(PATTERN_COLOURS) + [p for p in PATTERNS if p != "plain"]
+    return words

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lucidkit.errors import UserError
+from lucidkit.export import publish, staging_folder
 from lucidkit.toyworld.captions import VIEWS, parse_prompt, views_of_azimuths
-from lucidkit.toyworld.files import publish, staging_folder
 from lucidkit.toyworld.objects import ALL_SHAPES, COLOURS, PATTERN_COLOURS, PATTERNS, ToyObject
 
 RESOLUTION = 64
@@ -204,7 +204,7 @@ class ToyEvaluator:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Training (used by `python -m lucidkit.toyworld.train`)
+# Training (used by `python -m tools.toyworld.train`)
 # --------------------------------------------------------------------------------------------------------------------
 
 

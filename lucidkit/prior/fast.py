@@ -1,0 +1,127 @@
+"""The prior's speed and memory options: channels-last layouts, torch.compile with CUDA graphs, the compiled
+VAE encoder replayed as CUDA graphs, and a low-memory mode. Every option computes the same results up to float
+rounding. Measurements behind each choice: docs/performance.md."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lucidkit.prior.graphed import GraphedModule
+
+# Inductor stores a value that several kernels read once it reads > 4 inputs, has > 30 ops or has accumulated > 8
+# reads; in the encoder's GroupNorm + SiLU backward those values are float32 copies of whole activations. With these
+# thresholds each kernel recomputes them from the bf16 inputs instead, moving about half the bytes (the encoder's
+# forward+backward 29.8 -> 26.1 ms on an H100, same error against float32; the UNet call a little faster too).
+RECOMPUTE_OPTIONS = {"realize_reads_threshold": 16, "realize_opcount_threshold": 100, "realize_acc_reads_threshold": 16}
+
+
+def use_persistent_compile_cache() -> Path | None:
+    """Keep torch.compile's caches (compiled graphs, Triton kernels, autotuning) in ~/.cache/lucidkit/inductor
+    instead of the temporary folder, so that they outlive a reboot: a later run compiles from them in about a third
+    of the time. A TORCHINDUCTOR_CACHE_DIR set by the user wins; an unwritable home keeps torch's default."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is not None and os.path.abspath(current) != os.path.abspath(default_cache_dir()):
+        return Path(current)
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lucidkit" / "inductor"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return folder
+
+
+class FastPath:
+    """Speed and memory options of `DiffusionPrior` (a mixin: it uses the prior's models and `source`)."""
+
+    @property
+    def compiled(self) -> bool:
+        """Whether `enable_fast_path(compile=True)` compiled the UNet and VAE encoder (CUDA only)."""
+        return self._compiled
+
+    def enable_fast_path(self, compile: bool = True) -> None:
+        """Throughput settings; results change only by float rounding.
+
+        Channels-last memory layout for the UNet and ControlNet (faster convolutions on tensor cores), and on
+        CUDA cuDNN autotuning (a process-wide torch setting; float32 matmul precision is left alone) and plain
+        bmm attention in the VAE. UNet attention uses PyTorch SDPA (cuDNN/flash kernels), diffusers' default.
+
+        With `compile` (CUDA only): the UNet is compiled with torch.compile's CUDA graphs ("reduce-overhead") —
+        fused kernels replayed as CUDA graphs, one graph per batch size (B for inversion, 2B or 4B for CFG), which
+        removes the per-kernel launch cost that makes eager UNet calls launch-bound — and the VAE encoder (which must
+        also run backward) is compiled channels-last, with GroupNorms written for that layout
+        (`groupnorm.py`), its forward and backward with gradients replayed as CUDA graphs of their own
+        (`graphed.py`). Both compile with inductor thresholds that recompute intermediates instead of
+        storing them (`RECOMPUTE_OPTIONS`). Compilation takes a few minutes on the first calls, less once its cache
+        (~/.cache/lucidkit/inductor, `use_persistent_compile_cache`) holds the compiled code.
+        """
+        for model in (self.unet, self.controlnet):
+            if model is not None:
+                model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            from diffusers.models.attention_processor import AttnProcessor
+
+            torch.backends.cudnn.benchmark = True
+            # The VAE's one attention layer (4096 tokens × 512 channels, one head at 512²) runs as bmm + softmax:
+            # SDPA's memory-efficient backward for head dim 512 took 17 ms of the encoder's 69 ms forward+backward
+            # on an H100 (docs/performance.md).
+            self.vae.set_attn_processor(AttnProcessor())
+            if compile and not self._compiled:
+                use_persistent_compile_cache()
+                self.unet = self.compiled_unet()
+                self.vae.encoder = self.compiled_encoder()
+                self._compiled = True
+        self.source["fast_path"] = True
+        self.source["compiled"] = self._compiled
+
+    def channels_last_encoder(self) -> torch.nn.Module:
+        """The eager VAE encoder as the fast path compiles it: channels-last, with GroupNorms written for that
+        layout (converted in place, also when it is already compiled; later encodes take channels-last input)."""
+        # Compiled, the encoder runs channels-last: cuDNN's Hopper convolutions are NHWC-only, and in the
+        # contiguous layout each one transposes its input and output (~10 ms of 39). nn.GroupNorm reads
+        # channels-last memory badly, so its statistics are taken per channel first (−5.8 ms measured,
+        # docs/performance.md). Eager, the contiguous layout stays faster (aten's GroupNorm kernels).
+        from lucidkit.prior.groupnorm import use_channels_last_group_norm
+
+        encoder = self.vae.encoder.module._orig_mod if isinstance(self.vae.encoder, GraphedModule) else self.vae.encoder
+        use_channels_last_group_norm(encoder)
+        for part in (encoder, getattr(self.vae, "quant_conv", None)):  # some VAEs have no quant_conv
+            if part is not None:
+                part.to(memory_format=torch.channels_last)
+        self._vae_layout = torch.channels_last
+        return encoder
+
+    def compiled_unet(self, options: dict[str, Any] = RECOMPUTE_OPTIONS) -> torch.nn.Module:
+        """The (eager) UNet compiled with CUDA graphs, one per input shape; `options` are inductor settings for this
+        compilation only (benchmarks pass others)."""
+        unet = getattr(self.unet, "_orig_mod", self.unet)
+        return torch.compile(unet, dynamic=False, options={"triton.cudagraphs": True, **options})
+
+    def compiled_encoder(self, options: dict[str, Any] = RECOMPUTE_OPTIONS) -> GraphedModule:
+        """`channels_last_encoder()` compiled, its forward+backward replayed as CUDA graphs (CUDA): the CPU then
+        queues one launch instead of a few hundred (-4 to -8 ms per update on an H100). `options`
+        are inductor settings for this compilation only (benchmarks pass others)."""
+        return GraphedModule(torch.compile(self.channels_last_encoder(), dynamic=False, options=options))
+
+    def enable_low_memory(self, max_unet_batch: int = 4) -> None:
+        """Trade speed for memory: the VAE recomputes its activations in the backward pass (gradient
+        checkpointing of encoder/decoder blocks) and encodes/decodes one image at a time, and UNet calls run at
+        most `max_unet_batch` samples at once (the CFG branches one after another). Same results."""
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        self.vae.enable_gradient_checkpointing()
+        self.vae.use_slicing = True
+        self.vae.set_attn_processor(AttnProcessor2_0())  # SDPA: no 4096² attention matrix in memory
+        self.max_unet_batch = max_unet_batch
+        self.source["low_memory"] = True
+
+    def offload_text_encoder(self) -> None:
+        """Move the text encoder to the CPU once the prompts are embedded (cached embeddings stay on `device`).
+        Later new prompts are still embedded, on the CPU, and moved to `device`."""
+        self.text_encoder.to("cpu")
