@@ -89,7 +89,7 @@ def test_shipped_body_is_small_has_zero_correctives_and_matches_the_builder():
     assert not shipped["posedirs"].any()
     built = procedural.body_arrays()
     for key in ("v_template", "f", "weights", "J_regressor", "kintree_table"):
-        assert np.array_equal(shipped[key], built[key]), f"{key} differs: rerun tools/avatar/make_body.py"
+        assert np.array_equal(shipped[key], built[key]), f"{key} differs: rerun python -m tools.avatar.make_body"
     weights = shipped["weights"].astype(np.float64)
     used = np.unique(shipped["f"])
     assert np.allclose(weights[used].sum(1), 1.0, atol=1e-5)

@@ -1,7 +1,7 @@
 """Write lucidkit's built-in procedural body in the SMPL-X file layout (see lucidkit/avatar/procedural.py).
 
-    python tools/avatar/make_body.py                      # -> samples/body/smplx/SMPLX_NEUTRAL.npz
-    python tools/avatar/make_body.py --out DIR/smplx/SMPLX_NEUTRAL.npz --seed 0
+    python -m tools.avatar.make_body                      # -> samples/body/smplx/SMPLX_NEUTRAL.npz
+    python -m tools.avatar.make_body --out DIR/smplx/SMPLX_NEUTRAL.npz --seed 0
 
 Deterministic: the same seed writes the same arrays. With smplx installed, the written file is loaded back through
 `smplx.create(..., model_type="smplx", ext="npz")` and its vertex / joint counts are printed as a check.

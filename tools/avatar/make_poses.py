@@ -1,6 +1,6 @@
 """Write the named built-in poses to samples/poses/<name>.json (SMPL-X parameters, axis-angle radians).
 
-    python tools/avatar/make_poses.py [--out DIR]
+    python -m tools.avatar.make_poses [--out DIR]
 
 Rotations in SMPL-X's frame (y up, the body faces +z, its left is +x), local to each joint. The rest pose is a
 T-pose. A left arm (along +x) turns down with a negative angle about z, a right arm with a positive one; a leg

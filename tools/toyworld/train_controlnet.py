@@ -1,8 +1,9 @@
 """Train the toy pose ControlNet: OpenPose skeleton images -> the shipped toy prior draws a person in that pose.
 
-    python tools/toyworld/train_controlnet.py --out outputs/toy-controlnet            # GPU: a few minutes
-    python tools/toyworld/train_controlnet.py --out /tmp/cn --smoke                    # CPU: tiny, under a minute
-    python tools/toyworld/train_controlnet.py --out DIR --install                      # also -> samples/
+    python -m tools.toyworld.train_controlnet --out outputs/toy-controlnet      # GPU: a few minutes
+    python -m tools.toyworld.train_controlnet --out /tmp/cn --smoke              # CPU: tiny, under a minute
+    python -m tools.toyworld.train_controlnet --out DIR --install                # also -> samples/
+    tools/gpu/gpu_controlnet.sh                                                  # the one GPU call
 
 Steps (each logged to ``DIR/controlnet_log.txt``):
 1. data: ``--poses`` random poses of the built-in body (`lucidkit.avatar.pose.random_pose`) in the toy palette,
@@ -33,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lucidkit.export import publish, staging_folder
 from lucidkit.models import toy_prior_dir
 from lucidkit.toyworld import captions as cap
-from lucidkit.toyworld.files import publish, staging_folder
 from lucidkit.toyworld.objects import COLOURS
 from lucidkit.toyworld.people import COLOUR_NAMES, person_prompt, render_people
-from lucidkit.toyworld.train import Log, StepBudget, encode_pool, warmup_cosine
+from tools.toyworld.train import Log, StepBudget, encode_pool, warmup_cosine
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 GUIDANCE = 7.5

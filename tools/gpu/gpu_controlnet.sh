@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU call: train the toy pose ControlNet and measure it (tools/toyworld/train_controlnet.py). Needs the
+# One GPU call: train the toy pose ControlNet and measure it (python -m tools.toyworld.train_controlnet). Needs the
 # wheel folder .whl/ carried along with diffusers' and smplx's wheels (the GPU machine has neither). Results land
 # in $OUT: toy-controlnet-pose/ (copy it to samples/), controlnet_log.txt, controlnet_eval.json, controlnet_samples.png.
 set -uo pipefail
@@ -7,5 +7,5 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 OUT=${OUT:-outputs/toy-controlnet}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-timeout ${TOTAL_S:-570} python3 tools/toyworld/train_controlnet.py --out "$OUT" --minutes ${MINUTES:-5} ${ARGS:-} 2>&1 \
+timeout ${TOTAL_S:-570} python3 -m tools.toyworld.train_controlnet --out "$OUT" --minutes ${MINUTES:-5} ${ARGS:-} 2>&1 \
   | grep -v -e '^\[transformers' -e 'should be kept in float32' -e '^Loading weights'
