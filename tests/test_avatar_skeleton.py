@@ -33,7 +33,7 @@ def ring(n: int = 4, size: int = SIZE):
 
 def condition(body, cameras):
     kp = S.openpose_keypoints(body.world_joints())
-    pixels, visible = S.visibility(kp, body.world_vertices(), body.faces, cameras)
+    pixels, visible = S.visibility(kp, body.world_vertices(), body.faces, cameras, body.vertex_joint)
     images = [S.draw_openpose(pixels[c].numpy(), visible[c].numpy(), cameras.height, cameras.width)
               for c in range(len(cameras))]
     return kp, pixels, visible, images

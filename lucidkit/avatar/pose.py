@@ -256,6 +256,7 @@ class PosedBody:
     vertices: torch.Tensor  # [V, 3]
     faces: torch.Tensor  # [F, 3] long
     joints: torch.Tensor  # [J, 3] every joint smplx outputs (55 body + vertex-selected extras + landmarks)
+    vertex_joint: torch.Tensor  # [V] long, the joint with the largest skinning weight of each vertex
     centre: torch.Tensor  # [3] metres, SMPL-X frame
     scale: float  # normalised units per metre
     model: str = ""  # which body model posed it
@@ -307,7 +308,8 @@ def pose_body(
     used = vertices[torch.unique(faces)]  # unreferenced vertices (if any) do not count for the fit
     centre = 0.5 * (used.amin(0) + used.amax(0))
     scale = fit_radius / float((used - centre).norm(dim=1).max())
-    return PosedBody((vertices - centre) * scale, faces, (joints - centre) * scale, centre, scale,
+    vertex_joint = model.lbs_weights.argmax(1)  # [V]
+    return PosedBody((vertices - centre) * scale, faces, (joints - centre) * scale, vertex_joint, centre, scale,
                      description, params.source)
 
 

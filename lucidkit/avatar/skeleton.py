@@ -10,8 +10,11 @@ the image, or hidden by the body: a ray from the camera centre to the keypoint i
 (Moller-Trumbore, all triangles at once) and the nearest hit must not lie more than a slack in front of the
 keypoint. The slack is 1.5x the keypoint's mean distance to its `NEIGHBOURS` nearest mesh vertices (about the
 radius of the limb around it: joints sit inside their limb, whose own near surface must not hide them) plus
-`SURFACE_EPS`; face points lie on the surface, so their slack is small. So face
-points vanish in back views, and a limb behind the torso is hidden.
+`SURFACE_EPS`; face points lie on the surface, so their slack is small. Given the mesh's skinning (which joint
+moves each vertex), a joint is also seen when the first surface on its ray is its own flesh (moved by the joint,
+its parent or a child): a hip deep inside the pelvis shows from the front, as OpenPose finds it. OpenPose's neck
+is the shoulders' midpoint, so it is shown whenever a shoulder is. So face points vanish in back views, and a limb
+behind the torso is hidden.
 
 Drawing follows the OpenPose convention ControlNets were trained on (controlnet_aux's `draw_bodypose`): 17
 limbs in `LIMBS` order as filled ellipses of 0.6x their colour, then 18 keypoint discs in full colour, on black;
@@ -25,7 +28,9 @@ import math
 
 import numpy as np
 import torch
+from torch import Tensor
 
+from lucidkit.avatar.procedural import PARENTS
 from lucidkit.cameras import CameraBatch
 
 BODY_JOINT_IDS = (55, 12, 17, 19, 21, 16, 18, 20, 2, 5, 8, 1, 4, 7, 56, 57, 58, 59)
@@ -63,9 +68,10 @@ def project(points: torch.Tensor, cameras: CameraBatch) -> tuple[torch.Tensor, t
     return pixels, depth
 
 
-def first_hits(origin: torch.Tensor, targets: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
-    """[K] distance from `origin` [3] along each ray toward `targets` [K, 3] to the nearest triangle hit
-    (`triangles` [F, 3, 3]); inf where a ray hits nothing. Moller-Trumbore, all pairs at once."""
+def first_hits(origin: torch.Tensor, targets: torch.Tensor, triangles: torch.Tensor) -> tuple[Tensor, Tensor]:
+    """Distance [K] from `origin` [3] along each ray toward `targets` [K, 3] to the nearest triangle hit
+    (`triangles` [F, 3, 3]; inf where a ray hits nothing) and that triangle's index [K]. Moller-Trumbore, all
+    pairs at once."""
     dirs = torch.nn.functional.normalize(targets - origin, dim=1)  # [K, 3]
     v0 = triangles[:, 0]  # [F, 3]
     e1, e2 = triangles[:, 1] - v0, triangles[:, 2] - v0  # [F, 3]
@@ -79,7 +85,7 @@ def first_hits(origin: torch.Tensor, targets: torch.Tensor, triangles: torch.Ten
     v = (dirs @ qvec.T) * inv  # [K, F]
     t = (e2 * qvec).sum(-1)[None] * inv  # [K, F] distance along the unit ray
     hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 1e-6)
-    return torch.where(hit, t, torch.full_like(t, math.inf)).amin(1)
+    return torch.where(hit, t, torch.full_like(t, math.inf)).min(1)
 
 
 def visibility(
@@ -87,9 +93,11 @@ def visibility(
     vertices: torch.Tensor,  # [V, 3] world, the posed mesh
     faces: torch.Tensor,  # [F, 3] long
     cameras: CameraBatch,
+    vertex_joint: torch.Tensor | None = None,  # [V] long, the joint that moves each vertex most
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixels [C, K, 2] and a visibility mask [C, K]: in front of the camera, inside the image and not hidden by
-    the body (see the module doc)."""
+    the body (see the module doc). With `vertex_joint`, a joint keypoint whose first hit is its own flesh (a
+    triangle moved by the joint, its parent or a child) is visible however deep inside it sits."""
     device = vertices.device  # runs where the mesh is (a GPU makes the ray casts of a large pool fast)
     keypoints, vertices, cameras = keypoints.float().to(device), vertices.float(), cameras.to(device)
     pixels, depth = project(keypoints, cameras)
@@ -102,12 +110,28 @@ def visibility(
     visible = (depth > NEAR) & inside  # [C, K]
     for c in range(len(cameras)):
         distance = (keypoints - centres[c]).norm(dim=1)  # [K]
-        visible[c] &= first_hits(centres[c], keypoints, triangles) >= distance - slack
+        hit, triangle = first_hits(centres[c], keypoints, triangles)  # [K], [K]
+        seen = hit >= distance - slack
+        if vertex_joint is not None:
+            owner = vertex_joint.to(device)[faces[triangle.clamp_max(len(faces) - 1), 0]]  # [K]
+            seen |= torch.isfinite(hit) & own_flesh(owner)
+        visible[c] &= seen
     # OpenPose's COCO-18 neck is the midpoint of the shoulders, found whenever a shoulder is; the shoulder tops
     # often hide the neck joint's own base from the side, so a visible shoulder (in the image) shows the neck.
     neck, shoulders = KEYPOINT_NAMES.index("neck"), [KEYPOINT_NAMES.index(f"{s}_shoulder") for s in ("left", "right")]
     visible[:, neck] |= (depth[:, neck] > NEAR) & inside[:, neck] & visible[:, shoulders].any(1)
     return pixels.cpu(), visible.cpu()
+
+
+def own_flesh(owner: torch.Tensor) -> torch.Tensor:
+    """[18] bool: is joint `owner[k]` (SMPL-X id) keypoint k's joint, its parent or a child? Never for the
+    face points, which lie on the surface: the back of the head must hide them."""
+    out = torch.zeros(len(BODY_JOINT_IDS), dtype=torch.bool, device=owner.device)
+    for k, joint in enumerate(BODY_JOINT_IDS):
+        if joint < len(PARENTS):  # the face points (ids 55-59) are vertices, not joints
+            near = {joint, PARENTS[joint]} | {c for c, p in enumerate(PARENTS) if p == joint}
+            out[k] = int(owner[k]) in near
+    return out
 
 
 def stick_width(height: int, width: int) -> float:
@@ -152,10 +176,11 @@ def skeleton_images(
     vertices_world: torch.Tensor,  # [V, 3]
     faces: torch.Tensor,  # [F, 3]
     cameras: CameraBatch,
+    vertex_joint: torch.Tensor | None = None,  # [V] long (PosedBody.vertex_joint)
 ) -> torch.Tensor:
     """[C, H, W, 3] float in [0, 1]: the OpenPose condition image of the posed body for every camera."""
     keypoints = openpose_keypoints(joints_world)
-    pixels, visible = visibility(keypoints, vertices_world, faces, cameras)
+    pixels, visible = visibility(keypoints, vertices_world, faces, cameras, vertex_joint)
     images = [draw_openpose(pixels[c].numpy(), visible[c].numpy(), cameras.height, cameras.width)
               for c in range(len(cameras))]
     return torch.from_numpy(np.stack(images)).float() / 255.0

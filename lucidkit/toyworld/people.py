@@ -91,8 +91,8 @@ def render_person(
     splats = {k: v.to(device) for k, v in person_splats(body, colour, generator).items()}
     with torch.no_grad():
         rgb, alpha = render_splats(splats, cameras, backgrounds, backend=backend)
-    mesh = [t.to(device) for t in (body.world_joints(), body.world_vertices(), body.faces)]
-    condition = skeleton_images(*mesh, cameras)
+    mesh = [t.to(device) for t in (body.world_joints(), body.world_vertices(), body.faces, body.vertex_joint)]
+    condition = skeleton_images(*mesh[:3], cameras, vertex_joint=mesh[3])
     return rgb.cpu(), alpha.cpu(), condition
 
 
