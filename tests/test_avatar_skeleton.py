@@ -81,6 +81,8 @@ def test_back_view_mirrors_left_and_right_and_hides_the_face(t_pose):
         left, _ = colour_centroid(image, S.COLOURS[KP["left_wrist"]])
         right, _ = colour_centroid(image, S.COLOURS[KP["right_wrist"]])
         assert side * (left[0] - right[0]) > 50
+    for name in ("left_hip", "right_hip", "left_shoulder", "right_shoulder", "left_knee", "right_knee"):
+        assert visible[back, KP[name]], name  # the body's own joints show from behind, as OpenPose finds them
     for name in ("nose", "left_eye", "right_eye"):
         assert visible[front, KP[name]] and not visible[back, KP[name]], name
         assert colour_centroid(images[back], S.COLOURS[KP[name]])[1] == 0  # absent from the back view's image
@@ -90,6 +92,8 @@ def test_back_view_mirrors_left_and_right_and_hides_the_face(t_pose):
 def test_the_far_arm_is_hidden_by_the_torso_in_a_side_view():
     body = pose_body(load_pose("arms-down"))
     _, _, visible, _ = condition(body, ring())
+    oblique = condition(body, eval_ring(12, CameraConfig(), SIZE, SIZE)[1])[2][0]  # azimuth 30
+    assert oblique[KP["left_hip"]] and oblique[KP["right_hip"]]  # hips deep in the pelvis still show
     left_side, right_side = 1, 3  # cameras on the body's left (azimuth 90) and right (270)
     for name in ("elbow", "wrist", "hip", "knee"):
         assert visible[left_side, KP[f"left_{name}"]] and not visible[left_side, KP[f"right_{name}"]], name
