@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="outputs/toy-controlnet", help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help='"cuda", "cpu" or "auto"')
-    p.add_argument("--poses", type=int, default=1200, help="training poses")
+    p.add_argument("--poses", type=int, default=1000, help="training poses")
     p.add_argument("--views", type=int, default=8, help="views per training pose")
     p.add_argument("--heldout", type=int, default=48, help="held-out poses (one view each) for the measurement")
     p.add_argument("--steps", type=int, default=4000)
