@@ -123,15 +123,23 @@ def visibility(
     return pixels.cpu(), visible.cpu()
 
 
-def own_flesh(owner: torch.Tensor) -> torch.Tensor:
-    """[18] bool: is joint `owner[k]` (SMPL-X id) keypoint k's joint, its parent or a child? Never for the
-    face points, which lie on the surface: the back of the head must hide them."""
-    out = torch.zeros(len(BODY_JOINT_IDS), dtype=torch.bool, device=owner.device)
+def _own_flesh_table() -> torch.Tensor:
+    """[18, 55] bool: joint j is keypoint k's joint, its parent or a child. All false for the face points
+    (ids 55-59 are vertices on the surface: the back of the head must hide them)."""
+    table = torch.zeros(len(BODY_JOINT_IDS), len(PARENTS), dtype=torch.bool)
     for k, joint in enumerate(BODY_JOINT_IDS):
-        if joint < len(PARENTS):  # the face points (ids 55-59) are vertices, not joints
+        if joint < len(PARENTS):
             near = {joint, PARENTS[joint]} | {c for c, p in enumerate(PARENTS) if p == joint}
-            out[k] = int(owner[k]) in near
-    return out
+            table[k, sorted(j for j in near if j >= 0)] = True
+    return table
+
+
+OWN_FLESH = _own_flesh_table()
+
+
+def own_flesh(owner: torch.Tensor) -> torch.Tensor:
+    """[18] bool: is joint `owner[k]` (SMPL-X id, [18] long) keypoint k's own joint, its parent or a child?"""
+    return OWN_FLESH.to(owner.device)[torch.arange(len(owner), device=owner.device), owner]
 
 
 def stick_width(height: int, width: int) -> float:
