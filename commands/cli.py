@@ -4,6 +4,8 @@ and imports no torch (Click's LazyGroup pattern)."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -35,6 +37,23 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's main, with every usage error (a bad option value, an unknown option) as one `Error:` line."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:  # `lucidkit` alone: the help, as Click prints it
+            click.echo(e.format_message())
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"Error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         # Bad input anywhere below becomes one clear line and exit status 2, without a traceback.
         try:
@@ -65,6 +84,9 @@ def cli():
 
 
 def main():
+    # Idle OpenMP threads sleep instead of spinning: several runs sharing the cores then do not burn each other's
+    # CPU time while they wait (read by the OpenMP runtime when torch first loads, so it is set before that).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cli()
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import click
+
 from lucidkit.commands import options
 
 EPILOG = """\b
@@ -22,17 +23,19 @@ toy = the shipped prior). Use --list-fields to see every field --set accepts.
 """
 
 
-@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=options.RunCommand, config="lucidkit.image_edit:EditImageConfig", epilog=EPILOG)
 @click.argument("image", type=click.Path(), required=False)
-@click.option("--prompt", help="Target prompt: what the edited image should show.")
-@click.option("--source-prompt", help="What the input shows (recommended; default: the empty prompt).")
+@options.field("prompt", "--prompt", help="Target prompt: what the edited image should show.")
+@options.field("source_prompt", "--source-prompt",
+               help="What the input shows (recommended; default: the empty prompt).")
 @click.option("--mask", type=click.Path(), help="Mask image of the input's size: white = may change, black = keep.")
-@click.option("--guidance", type=click.Choice(["ism", "sds", "dds"]), help="Method (default ism).")
-@click.option("--steps", type=int, help="Number of updates (edit.steps).")
+@options.field("guidance.method", "--guidance", type=click.Choice(["ism", "sds", "dds"]), help="Method (default ism).")
+@options.field("edit.steps", "--steps", type=options.Count(1))
 @options.model
 @options.preset
 @options.seed
-@click.option("--negative", help="Negative prompt (default: the source prompt is CFG's unconditional branch).")
+@options.field("guidance.negative_prompt", "--negative",
+               help="Negative prompt (default: the source prompt is CFG's unconditional branch).")
 @options.lora
 @options.lora_scale
 @options.precision
@@ -41,24 +44,20 @@ toy = the shipped prior). Use --list-fields to see every field --set accepts.
 @click.option("--out", type=click.Path(), help="Edited image, .png (default: <image>-edited.png beside the input).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @options.quiet
+@options.threads
 @options.list_fields
-def edit_image(image, prompt, source_prompt, mask, guidance, steps, model, preset, seed, negative, lora, lora_scale,
-               precision, device, sets, out, overwrite, quiet, list_fields):
+@click.pass_context
+def edit_image(ctx, image, mask, preset, sets, out, overwrite, quiet, threads, list_fields):
     """Edit IMAGE toward a text --prompt with Interval Score Matching (or SDS / DDS)."""
     from pathlib import Path
 
     from lucidkit import config as config_lib
+    from lucidkit.devices import use_cpu_threads
     from lucidkit.errors import UserError
     from lucidkit.image_edit import resolve_config, run
 
-    explicit = {
-        "prompt": prompt, "source_prompt": source_prompt, "seed": seed,
-        "prior": {"model": model, "lora": lora, "lora_scale": lora_scale, "precision": precision, "device": device},
-        "guidance": {"method": guidance, "negative_prompt": negative},
-        "edit": {"steps": steps},
-    }
-    overrides = config_lib.command_overrides(sets, explicit)  # explicit flags win over --set
-    cfg = resolve_config(preset, overrides)
+    use_cpu_threads(threads)
+    cfg = resolve_config(preset, config_lib.command_overrides(sets, options.given_fields(ctx)))
     if list_fields:
         click.echo(config_lib.fields_text(cfg))
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from lucidkit.commands import options
 
 EPILOG = """\b
@@ -22,17 +23,18 @@ Use --list-fields to see every field --set accepts.
 """
 
 
-@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=options.RunCommand, config="lucidkit.generate:GenerateConfig", epilog=EPILOG)
 @click.argument("prompt", required=False)
 @options.model
 @options.preset
 @options.seed
 @options.updates
-@click.option("--guidance", type=click.Choice(["ism", "sds"]), help="Score distillation method.")
-@click.option("--perp-neg/--no-perp-neg", default=None, help="Perp-Neg view negatives (against multi-face objects).")
+@options.field("guidance.method", "--guidance", type=click.Choice(["ism", "sds"]))
+@options.field("guidance.perp_neg", "--perp-neg/--no-perp-neg")
 @options.negative
-@click.option("--tokenizer", type=click.Path(), help="For a single .safetensors --model: a folder with its CLIP "
-              "tokenizer (a diffusers model folder or its tokenizer/), when the hub cache has none.")
+@options.field("prior.tokenizer", "--tokenizer", type=click.Path(),
+               help="For a single .safetensors --model: a folder with its CLIP tokenizer (a diffusers model folder or "
+               "its tokenizer/), when the hub cache has none.")
 @options.lora
 @options.lora_scale
 @options.precision
@@ -40,44 +42,27 @@ Use --list-fields to see every field --set accepts.
 @options.sets
 @options.run_folder
 @options.resume
+@options.overwrite
 @options.quiet
+@options.threads
 @options.list_fields
-def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, tokenizer, lora, lora_scale, precision,
-             device, sets, out, resume, quiet, list_fields):
+@click.pass_context
+def generate(ctx, prompt, preset, sets, out, resume, overwrite, quiet, threads, list_fields):
     """Generate a 3D Gaussian asset from a text PROMPT with Interval Score Matching."""
-    from pathlib import Path
-
-    from lucidkit import config as config_lib
     from lucidkit.errors import UserError
-    from lucidkit.generate import GenerateConfig, run
-    from lucidkit.runs import new_run, resume_run
+    from lucidkit.generate import GenerateConfig, resolve_config, run
 
-    if resume:
-        folder, cfg = resume_run(resume, GenerateConfig)
-        if prompt and prompt != cfg.prompt:
-            raise UserError(f"--resume {folder} continues the prompt {cfg.prompt!r}; drop the PROMPT argument "
-                            "or start a new run with --out")
-        click.echo(f"Resuming {folder} ({cfg.prompt!r})", err=True)
-        result = run(cfg, folder, resume=True, quiet=quiet, announce=lambda m: click.echo(m, err=True))
-    else:
-        from lucidkit.generate import resolve_config
-
-        explicit = {
-            "prompt": prompt, "seed": seed,
-            "prior": {"model": model, "tokenizer": tokenizer, "lora": lora, "lora_scale": lora_scale, "precision": precision,
-                      "device": device},
-            "loop": {"steps": steps},
-            "guidance": {"method": guidance, "perp_neg": perp_neg, "negative_prompt": negative},
-        }
-        overrides = config_lib.command_overrides(sets, explicit)  # explicit flags win over --set
-        cfg = resolve_config(preset, overrides)
-        if list_fields:
-            click.echo(config_lib.fields_text(cfg))
-            return
-        if not prompt or not prompt.strip():
+    def check_new(cfg):
+        if not cfg.prompt.strip():
             raise UserError('the prompt is empty; say what to generate, e.g. lucidkit generate "a red cube"')
-        with new_run(out, prompt) as folder:
-            result = run(cfg, folder, resume=False, quiet=quiet, announce=lambda m: click.echo(m, err=True))
-    click.echo(f"Wrote {Path(result.scene)} ({result.gaussians} Gaussians, {result.steps} updates, "
-               f"{result.seconds:.1f} s) and preview.png, turntable, manifest.json in {result.folder}")
 
+    result = options.start_run(
+        ctx, resolve=resolve_config, run=run, config_cls=GenerateConfig, name=lambda cfg: cfg.prompt,
+        explicit={"prompt": prompt}, preset=preset, sets=sets, out=out, resume=resume, overwrite=overwrite,
+        quiet=quiet, list_fields=list_fields, threads=threads, check_new=check_new,
+        what=lambda cfg: repr(cfg.prompt),
+        same_input=lambda cfg, given: (f"continues the prompt {cfg.prompt!r}, not {given['prompt']!r}"
+                                       if given["prompt"] and given["prompt"] != cfg.prompt else None))
+    if result is not None:
+        click.echo(f"Wrote {result.scene} ({result.gaussians} Gaussians, {result.steps} updates, "
+                   f"{result.seconds:.1f} s) and preview.png, turntable, manifest.json in {result.folder}")

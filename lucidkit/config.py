@@ -211,6 +211,14 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
+def field_doc(cls, path: str) -> str:
+    """The docstring of the field at dotted `path` of dataclass `cls` (e.g. "loop.steps")."""
+    *parents, leaf = path.split(".")
+    for key in parents:
+        cls = _hints(cls)[key]
+    return " ".join(field_docs(cls).get(leaf, "").split())
+
+
 def describe(cfg, prefix: str = "") -> list[tuple[str, Any, str]]:
     """(dotted key, value, help) for every leaf field; used by `--list-fields`."""
     rows = []

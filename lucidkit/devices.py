@@ -10,6 +10,8 @@ saved; docs/performance.md).
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from lucidkit.errors import UserError
@@ -76,3 +78,29 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return check_device(name)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's or taskset's limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_threads(requested: int | None = None, jobs: int = 1) -> int:
+    """Threads for torch's CPU work: `requested` (≥ 1), else the usable cores shared fairly among `jobs` processes
+    running side by side. More threads than cores only adds contention: each process that takes every core makes
+    the others wait, and together they burn several times the CPU time of one run."""
+    if requested is not None:
+        if requested < 1:
+            raise UserError(f"--threads {requested}: expected 1 or more")
+        return requested
+    return max(1, usable_cores() // max(jobs, 1))
+
+
+def use_cpu_threads(requested: int | None = None, jobs: int = 1) -> int:
+    """Set torch's intra-op thread count (`cpu_threads`) and return it."""
+    n = cpu_threads(requested, jobs)
+    torch.set_num_threads(n)
+    return n

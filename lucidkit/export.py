@@ -104,6 +104,8 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
         probe.unlink()
     except OSError as e:
         reason = e.strerror or str(e)
+        if path.is_dir():  # it exists, so "No such file or directory" and the like would mislead
+            reason = f"the folder exists but files cannot be created in it ({reason})"
         raise UserError(f"cannot write to output folder {path}: {reason}") from None
     return path
 

@@ -19,10 +19,10 @@ from lucidkit.errors import UserError
 
 TOY = "toy"
 
-# How to get the toy prior back if the folder is missing (the training script lives in lucidkit.toyworld).
+# How to get the toy prior back if the folder is missing (the training script lives in tools/toyworld).
 TOY_BUILD_HINT = (
     "It ships with lucidkit's source repository as samples/toy-prior; reinstall lucidkit from the repository, "
-    "or train it on a GPU with `python -m tools.toyworld.train --out samples/toy-prior` (see README)."
+    "or train it on a GPU with `python -m tools.toyworld.train --out samples/toy-prior` (see docs/toyworld.md)."
 )
 
 

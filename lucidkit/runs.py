@@ -6,6 +6,7 @@ Ctrl-C), `previews/`, and at the end `scene.ply`, `preview.png`, `turntable.mp4`
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -27,8 +28,9 @@ def slugify(text: str, max_len: int = 40) -> str:
     return (slug[:max_len].rstrip("-") or "run")
 
 
-def prepare_run_dir(out: str | None, name: str, resume: bool, root: str = "outputs") -> Path:
-    """The run folder: `--out` or `outputs/<slug>-<time>/`. A new run never overwrites an existing run."""
+def prepare_run_dir(out: str | None, name: str, resume: bool, root: str = "outputs", overwrite: bool = False) -> Path:
+    """The run folder: `--out` or `outputs/<slug>-<time>/`. A new run never overwrites an existing run, and goes
+    into a folder that holds other files only with `overwrite`."""
     if out is None:
         out = str(Path(root) / f"{slugify(name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     folder = Path(out)
@@ -40,7 +42,75 @@ def prepare_run_dir(out: str | None, name: str, resume: bool, root: str = "outpu
     if existing:
         raise UserError(f"output folder {folder} already holds a run ({existing[0]}); "
                         f"pass --resume {folder} to continue it, or choose another --out")
+    if folder.is_dir() and not overwrite:
+        others = sorted(p.name for p in folder.iterdir())
+        if others:
+            raise UserError(f"output folder {folder} is not empty and is not a lucidkit run ({len(others)} entries, "
+                            f"e.g. {others[0]}); choose another --out, or pass --overwrite to write into it anyway")
     return check_writable_dir(folder)
+
+
+# The fields a resumed run may change: the step total (to continue a run further) and what it writes.
+STEP_FIELDS = ("loop.steps", "train.steps")
+RESUMABLE = (*STEP_FIELDS, "output.", "prior.device")
+
+
+def total_steps(cfg) -> int:
+    """The step total of a run's config (`loop.steps` of the 3D commands, `train.steps` of train-lora)."""
+    return cfg.loop.steps if hasattr(cfg, "loop") else cfg.train.steps
+
+
+def finished(folder: Path, cfg) -> bool:
+    """Whether the run in `folder` wrote its final files at its step total."""
+    try:
+        steps = json.loads((folder / "manifest.json").read_text())["steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return int(steps) >= total_steps(cfg)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def resume_run(folder: str, config_cls, overrides: dict | None = None):
+    """`--resume FOLDER [overrides]`: (the checked run folder, its config with the overrides applied, the fields
+    they changed). Only the step total, output settings and the device may change; asking to change anything else
+    is refused with one line naming the fields. The run writes a changed config back (`write_config`) once its
+    checkpoint has been read and checked."""
+    path = prepare_run_dir(folder, "", resume=True)
+    saved = config_lib.from_dict(config_cls, config_lib.load_yaml(path / "config.yaml"))
+    cfg = config_lib.merge(saved, overrides or {})
+    before, after = _flat(config_lib.to_dict(saved)), _flat(config_lib.to_dict(cfg))
+    changed = {k: after[k] for k in after if after[k] != before.get(k)}
+    fixed = [k for k in changed if not k.startswith(RESUMABLE)]
+    if fixed:
+        raise UserError(f"--resume {path} cannot change {', '.join(fixed)} (a resumed run keeps its settings; only "
+                        "the step total, output.* and prior.device may change); start a new run with --out instead")
+    if any(k in STEP_FIELDS for k in changed) and (path / CHECKPOINT_NAME).exists():
+        check_resume_step(path, int(read_checkpoint(path, mmap=True)["step"]), total_steps(cfg))
+    return path, cfg, changed
+
+
+def write_config(folder: Path, cfg) -> None:
+    """`folder/config.yaml`: the resolved config (written when a run starts, and when a resume changed it)."""
+    from lucidkit.export import write_yaml
+
+    path = Path(folder) / "config.yaml"
+    data = config_lib.to_dict(cfg)
+    if not path.exists() or config_lib.load_yaml(path) != data:
+        write_yaml(path, data)
+
+
+def check_resume_step(folder: Path, step: int, total: int) -> None:
+    """A resumed run must not ask for a step total below the step its checkpoint has reached."""
+    if step > total:
+        raise UserError(f"cannot resume: {folder} is at step {step}, past the step total {total} asked for; "
+                        f"ask for at least --steps {step}")
 
 
 @dataclass
@@ -52,14 +122,16 @@ class Timer:
 
 
 class Progress:
-    """A rich progress bar (loss, Gaussians, it/s, ETA), or one log line every `log_every` updates with --quiet."""
+    """A rich progress bar (loss, Gaussians, it/s, elapsed, ETA) on a terminal; one whole log line every `log_every`
+    updates with --quiet or when stderr is a log file (where a bar would be cut to 80 columns)."""
 
     def __init__(self, total: int, start: int, description: str, quiet: bool = False, log_every: int = 100):
-        self.total, self.quiet, self.log_every = total, quiet, log_every
+        self.total, self.log_every = total, log_every
+        self.quiet = quiet or not sys.stderr.isatty()
         self.t0, self.start = time.perf_counter(), start
         self.last_refresh = 0.0
         self.bar = None
-        if not quiet:
+        if not self.quiet:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
@@ -85,7 +157,10 @@ class Progress:
         if self.bar is not None:
             self.bar.update(self.task, completed=state.step, stats=stats, rate=f"{rate:.2f} it/s")
         else:
-            print(f"step {state.step}/{self.total}  {stats}  {rate:.2f} it/s", file=sys.stderr, flush=True)
+            elapsed = now - self.t0
+            eta = (self.total - state.step) / rate if rate > 0 else 0.0
+            print(f"step {state.step}/{self.total}  {stats}  {rate:.2f} it/s  elapsed {_clock(elapsed)}  "
+                  f"ETA {_clock(eta)}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -111,15 +186,16 @@ def write_checkpoint(folder: Path, payload: dict) -> Path:
     return path
 
 
-def read_checkpoint(folder: Path) -> dict:
-    """The payload of `folder/checkpoint.pt` (safe load: tensors and numbers only) or one clear UserError."""
+def read_checkpoint(folder: Path, mmap: bool = False) -> dict:
+    """The payload of `folder/checkpoint.pt` (safe load: tensors and numbers only) or one clear UserError.
+    `mmap` maps the tensors instead of reading them (cheap when only a number of the payload is needed)."""
     import torch
 
     path = Path(folder) / CHECKPOINT_NAME
     if not path.exists():
         raise UserError(f"cannot resume: {path} does not exist (the run folder has no checkpoint yet)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
         raise UserError(f"cannot resume: {path} is not a readable lucidkit checkpoint ({e})") from None
 
@@ -135,10 +211,27 @@ def checkpoint_on_interrupt(save, step, total: int, resume_command: str):
             from None
 
 
+def run_part(from_step: int, to_step: int, timer: "Timer") -> dict:
+    """One session of a run (a run resumed twice has three): its steps and its wall time so far."""
+    return {"from_step": from_step, "to_step": to_step, "seconds": round(timer.elapsed(), 3)}
+
+
+def total_timings(parts: list[dict]) -> dict:
+    """The manifest's totals over every session of a run: `total_s` (wall time of all sessions) and the parts."""
+    return {"total_s": sum(p["seconds"] for p in parts), "parts": parts}
+
+
 def manifest_header(command: str, seed: int, prior) -> dict:
     """The fields every run's manifest.json starts with."""
+    import torch
+
     return {"command": command, "seed": seed, "model": prior.source, "device": str(prior.device),
-            "dtype": str(prior.dtype).replace("torch.", "")}
+            "dtype": str(prior.dtype).replace("torch.", ""), "cpu_threads": torch.get_num_threads()}
+
+
+def _clock(seconds: float) -> str:
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
 
 
 def every(n: int, fn):
@@ -198,17 +291,11 @@ def remove_if_empty(folder: Path) -> None:
         pass
 
 
-def resume_run(folder: str, config_cls):
-    """`--resume FOLDER`: the checked run folder and the config saved in it (an instance of `config_cls`)."""
-    path = prepare_run_dir(folder, "", resume=True)
-    return path, config_lib.from_dict(config_cls, config_lib.load_yaml(path / "config.yaml"))
-
-
 @contextmanager
-def new_run(out: str | None, name: str):
+def new_run(out: str | None, name: str, overwrite: bool = False):
     """The folder of a new run (`prepare_run_dir`); a run that fails before writing anything leaves no empty
     folder behind."""
-    folder = prepare_run_dir(out, name, resume=False)
+    folder = prepare_run_dir(out, name, resume=False, overwrite=overwrite)
     try:
         yield folder
     except BaseException:

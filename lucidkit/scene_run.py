@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from lucidkit import config as config_lib
 from lucidkit import runs
 from lucidkit.errors import UserError
 from lucidkit.guidance import ScoreDistillation
@@ -120,7 +119,7 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
     prior = prior if prior is not None else load_prior(cfg.prior)
     load_seconds = timer.elapsed()
     if not resume:
-        export.write_yaml(folder / "config.yaml", config_lib.to_dict(cfg))
+        runs.write_config(folder, cfg)
     announce(f"Run folder: {folder} ({task.describe(prior)}, loaded in {load_seconds:.1f} s)")
     guidance = ScoreDistillation(prior, cfg.prompt, cfg.guidance, source_prompt=task.source_prompt)
     if cfg.prior.low_memory:
@@ -132,31 +131,41 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
     else:
         state = new_state(task.initial_splats(prior.device), cfg.optim, strategy, cfg.seed)
     task.start_state(state, resume, folder)
+    if resume:
+        runs.check_resume_step(folder, state.step, cfg.loop.steps)
+        runs.write_config(folder, cfg)  # the step total or output settings may have changed
     start_step = state.step
     objective = task.objective(guidance, state)
     sampler = task.sampler(size)
     view_size = cfg.output.video_resolution or size
     (folder / "previews").mkdir(exist_ok=True)
 
+    earlier = list(state.extras.get("parts", []))  # the earlier sessions of a resumed run
+
+    def checkpoint(s: TrainState) -> None:
+        s.extras["parts"] = earlier + [runs.run_part(start_step, s.step, timer)]
+        save_checkpoint(s, folder)
+
     loop_timer = runs.Timer()
     with runs.Progress(cfg.loop.steps, start_step, task.command, quiet=quiet) as progress, \
-            runs.checkpoint_on_interrupt(lambda: save_checkpoint(state, folder), lambda: state.step, cfg.loop.steps,
+            runs.checkpoint_on_interrupt(lambda: checkpoint(state), lambda: state.step, cfg.loop.steps,
                                          f"lucidkit {task.command} --resume {folder}"):
         callbacks = [
             progress,
             runs.every(cfg.output.preview_every, lambda s: task.write_preview(
                 s, folder / "previews" / f"step_{s.step:06d}.png", view_size)),
-            runs.every(cfg.output.checkpoint_every, lambda s: save_checkpoint(s, folder)),
+            runs.every(cfg.output.checkpoint_every, checkpoint),
         ]
         optimize(state, sampler, objective, cfg.loop, cfg.optim, callbacks)
     loop_seconds = loop_timer.elapsed()
-    save_checkpoint(state, folder)
+    checkpoint(state)
 
     t0 = time.perf_counter()
     scene, outputs, fields = task.write_outputs(state, folder, view_size)
+    parts = earlier + [runs.run_part(start_step, state.step, timer)]
     timings = {"load_prior_s": load_seconds, "optimize_s": loop_seconds,
                "s_per_update": loop_seconds / max(state.step - start_step, 1),
-               "outputs_s": time.perf_counter() - t0, "total_s": timer.elapsed()}
+               "outputs_s": time.perf_counter() - t0, **runs.total_timings(parts)}
     manifest = {
         **runs.manifest_header(task.command, cfg.seed, prior),
         "prompt": cfg.prompt,

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import interrupted_at, one_line_error
-from lucidkit.commands.cli import cli
 
+from conftest import interrupted_at, one_line_error
 from lucidkit.camera_files import CameraSet, read_camera_file
 from lucidkit.cameras import look_at
+from lucidkit.commands.cli import cli
 from lucidkit.edit.source import parse_region
 from lucidkit.splat.ply import read_ply, read_vertices, write_ply, write_vertices
 from lucidkit.splat.render import render
@@ -226,8 +226,8 @@ def test_resume_continues_to_the_same_result(tiny, tmp_path):
     assert b.has_normals and json.loads((part / "manifest.json").read_text())["resumed_from_step"] == 2
     for key in a.splats:
         assert torch.allclose(a.splats[key], b.splats[key], atol=1e-5), key
-    write_ply(scene, blob(200, sh_degree=0, seed=4))  # the input changes under the run: resuming must refuse
-    result = edit("--resume", str(part), "--quiet")
+    write_ply(scene, blob(200, sh_degree=0, seed=4))  # the input changes under the run: continuing must refuse
+    result = edit("--resume", str(part), "--steps", "6", "--quiet")
     assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("Error:")
     assert "changed since" in result.output and "Traceback" not in result.output
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
+
 from conftest import one_line_error
 from lucidkit.commands.cli import cli
-from PIL import Image
 
 
 def _write(path, array):

@@ -8,9 +8,9 @@ import imageio.v3 as iio
 import torch
 import yaml
 from click.testing import CliRunner
+
 from conftest import interrupted_at, one_line_error
 from lucidkit.commands.cli import cli
-
 from lucidkit.splat.ply import read_ply
 
 

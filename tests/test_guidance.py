@@ -1,4 +1,4 @@
-"""ISM / SDS / Perp-Neg against the formulas of ISM.md evaluated directly in float64."""
+"""ISM / SDS / Perp-Neg against the formulas of docs/ism.md evaluated directly in float64."""
 
 import math
 
@@ -82,7 +82,7 @@ def test_schedules_anneal_as_the_recipe():
 
 
 def direct_ism_gradient(prior, z0, az, t, s, noise, cfg, perp_neg):
-    """ISM.md steps 2–5, written out per sample without the library's helpers."""
+    """docs/ism.md steps 2–5, written out per sample without the library's helpers."""
     a = prior.alphas_cumprod
     texts = {k: v for k, v in zip(["front", "side", "back", "neg", "empty"],
                                   prior.embed([f"P, front view", f"P, side view", f"P, back view",

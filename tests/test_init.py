@@ -9,18 +9,11 @@ import pytest
 import torch
 
 from lucidkit.errors import UserError
-from lucidkit.splat.init import (
-    InitConfig,
-    init_box,
-    init_from_ply,
-    init_gaussians,
-    init_sphere,
-    make_sample_scene,
-    sample_scene_path,
-)
+from lucidkit.splat.init import InitConfig, init_box, init_from_ply, init_gaussians, init_sphere
 from lucidkit.splat.optim import OptimConfig, apply_lrs, lr_at, make_optimizers
 from lucidkit.splat.ply import PlyError, read_ply, write_vertices
 from lucidkit.splat.scene import SH_C0, activated, create_splats, knn_mean_sq_dist, rgb_to_sh0, sh0_to_rgb
+from lucidkit.toyworld.sample_scene import make_sample_scene, sample_scene_path
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import interrupted_at, one_line_error
-from lucidkit.commands.cli import cli
 from PIL import Image
 
+from conftest import interrupted_at, one_line_error
+from lucidkit.commands.cli import cli
 from lucidkit.lora.config import DataConfig
 from lucidkit.lora.photos import load_subject, read_image
 
@@ -184,10 +184,10 @@ def test_toy_subject_is_learned(tmp_path):
     """The honest check on the shipped toy prior: 100 CPU steps on the 6 subject renders. Before, no sample of
     "a sks toy" shows the subject (a blue and white checkered sphere); after, 50–81 % of 16 do (measured over
     training seeds 0–2; seed 0 here). Asserted with a 2× margin: at least 25 points more than before."""
-    from lucidkit.lora_samples import PROMPT, default_folder, match_rate
     from lucidkit.models import toy_prior_dir
     from lucidkit.prior.sampling import load_pipeline, sample_prompts
     from lucidkit.toyworld.evaluator import ToyEvaluator
+    from lucidkit.toyworld.lora_subject import PROMPT, default_folder, match_rate
 
     out = tmp_path / "sks-toy"
     invoke("train-lora", default_folder(), "--token", "sks", "--class-word", "toy", "--out", out, "--quiet",

@@ -161,7 +161,7 @@ def test_shipped_tokenizer_has_the_full_vocabulary(pipe):
 @pytest.mark.parametrize("prompt", ["a red cube", "a blue and white striped sphere", "a penguin, back view"])
 def test_prior_samples_show_the_prompt(pipe, evaluator, prompt):
     # Fixed seeds, 20 DDIM steps; the prior gets 90-100% of samples right per attribute
-    # (bench/results/toy_prior_quality.txt), so ask for 3 of 4.
+    # (docs/results/toy_prior_quality.txt), so ask for 3 of 4.
     generators = [torch.Generator().manual_seed(s) for s in range(4)]
     out = pipe([prompt] * 4, num_inference_steps=20, guidance_scale=7.5, generator=generators, output_type="pt")
     images = out.images.permute(0, 2, 3, 1)  # [4, 64, 64, 3]

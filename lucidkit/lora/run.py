@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 
-from lucidkit import config as config_lib
 from lucidkit.errors import UserError
 from lucidkit.lora.adapters import WEIGHTS_NAME, attach_lora, check_adapter_fits, save_lora
 from lucidkit.lora.config import TrainLoraConfig, check_config, class_prompt, instance_prompt
@@ -84,7 +83,7 @@ def run(cfg: TrainLoraConfig, folder: Path, resume: bool = False, quiet: bool = 
     for message in subject.skipped:
         announce(f"Warning: skipping a photo: {message}")
     if not resume:
-        export.write_yaml(folder / "config.yaml", config_lib.to_dict(cfg))
+        runs.write_config(folder, cfg)
     announce(f"Run folder: {folder} ({len(subject.files)} photos of {prompt!r} at {resolution} px; prior "
              f"{cfg.prior.model!r} on {prior.device}, loaded in {load_seconds:.1f} s)")
 
@@ -100,7 +99,14 @@ def run(cfg: TrainLoraConfig, folder: Path, resume: bool = False, quiet: bool = 
     state = new_state(prior, cfg)
     if resume:
         load_checkpoint(state, folder)
+        runs.check_resume_step(folder, state.step, cfg.train.steps)
+        runs.write_config(folder, cfg)  # the step total or output settings may have changed
     start_step = state.step
+    earlier = list(state.parts)  # the earlier sessions of a resumed run
+
+    def checkpoint() -> None:
+        state.parts = earlier + [runs.run_part(start_step, state.step, timer)]
+        save_checkpoint(state, folder)
     scaler = torch.amp.GradScaler(prior.device.type, enabled=prior.dtype == torch.float16)
     validation_prompts = cfg.validation.prompts or [prompt]
     previews = folder / "previews"
@@ -112,7 +118,7 @@ def run(cfg: TrainLoraConfig, folder: Path, resume: bool = False, quiet: bool = 
     prior.unet.train()
     train_timer = runs.Timer()
     with runs.Progress(cfg.train.steps, start_step, "train-lora", quiet=quiet, log_every=50) as progress, \
-            runs.checkpoint_on_interrupt(lambda: save_checkpoint(state, folder), lambda: state.step, cfg.train.steps,
+            runs.checkpoint_on_interrupt(checkpoint, lambda: state.step, cfg.train.steps,
                                          f"lucidkit train-lora --resume {folder}"):
         while state.step < cfg.train.steps:
             loss = train_step(prior, state, batch, cfg, scaler)
@@ -120,10 +126,10 @@ def run(cfg: TrainLoraConfig, folder: Path, resume: bool = False, quiet: bool = 
             if cfg.validation.every > 0 and state.step % cfg.validation.every == 0:
                 write_grid(prior, cfg.validation, validation_prompts, cfg.seed, previews / f"step_{state.step:06d}.png")
             if cfg.output.checkpoint_every > 0 and state.step % cfg.output.checkpoint_every == 0:
-                save_checkpoint(state, folder)
+                checkpoint()
     train_seconds = train_timer.elapsed()
     prior.unet.eval()
-    save_checkpoint(state, folder)
+    checkpoint()
     weights = save_lora(prior, folder, cfg.lora.train_text_encoder)
     write_grid(prior, cfg.validation, validation_prompts, cfg.seed, folder / "preview.png")
 
@@ -147,10 +153,11 @@ def run(cfg: TrainLoraConfig, folder: Path, resume: bool = False, quiet: bool = 
                  "text_encoder_targets": cfg.lora.text_encoder_targets if cfg.lora.train_text_encoder else []},
         "use_with": f'lucidkit generate "{prompt}" --model {cfg.prior.model} --lora {folder} --lora-scale 1.0',
         "timings": {"load_prior_s": load_seconds, "class_images_s": class_seconds, "train_s": train_seconds,
-                    "s_per_step": train_seconds / max(state.step - start_step, 1), "total_s": timer.elapsed()},
+                    "s_per_step": train_seconds / max(state.step - start_step, 1),
+                    **runs.total_timings(earlier + [runs.run_part(start_step, state.step, timer)])},
         "outputs": [WEIGHTS_NAME, "preview.png", "config.yaml", CHECKPOINT_NAME],
         "versions": export.package_versions(),
     }
     export.write_json(folder / "manifest.json", manifest)
     return LoraResult(folder=folder, weights=weights, steps=state.step, images=len(subject.files),
-                      seconds=timer.elapsed())
+                      seconds=manifest["timings"]["total_s"])

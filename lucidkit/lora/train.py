@@ -96,6 +96,7 @@ class LoraState:
     generator: torch.Generator
     step: int = 0
     loss_ema: float | None = None  # running mean of the training loss, for the progress bar and the manifest
+    parts: list = field(default_factory=list)  # the sessions of the run so far (`runs.run_part`), for the manifest
 
 
 def trainable_params(prior) -> dict[str, torch.nn.Parameter]:
@@ -124,6 +125,7 @@ def save_checkpoint(state: LoraState, folder: Path) -> Path:
         "optimizer": state.optimizer.state_dict(),
         "generator": state.generator.get_state(),
         "loss_ema": state.loss_ema,
+        "parts": state.parts,
     })
 
 
@@ -139,6 +141,7 @@ def load_checkpoint(state: LoraState, folder: Path) -> LoraState:
     state.optimizer.load_state_dict(payload["optimizer"])
     state.generator.set_state(payload["generator"])
     state.step, state.loss_ema = int(payload["step"]), payload.get("loss_ema")
+    state.parts = list(payload.get("parts", []))
     return state
 
 

@@ -340,7 +340,8 @@ class DiffusionPrior(FastPath, LoraSupport):
     def as_pipeline(self):
         """A `StableDiffusionPipeline` around this prior's own models (shared, not copied; no safety checker):
         for diffusers' LoRA loader and for sampling images from the prior."""
-        from diffusers import StableDiffusionPipeline
+        with quiet_libraries():  # the pipeline module's imports warn about image processors lucidkit never uses
+            from diffusers import StableDiffusionPipeline
 
         return StableDiffusionPipeline(
             vae=self.vae,

@@ -15,7 +15,8 @@ GUIDANCE = 7.5
 
 def load_pipeline(prior_dir: str | Path, device: torch.device):
     """``StableDiffusionPipeline.from_pretrained`` in fp16 on CUDA, fp32 on CPU, progress bar off."""
-    from diffusers import StableDiffusionPipeline
+    with quiet_libraries():  # the pipeline module's imports warn about image processors lucidkit never uses
+        from diffusers import StableDiffusionPipeline
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     pipe = StableDiffusionPipeline.from_pretrained(str(prior_dir), torch_dtype=dtype).to(device)

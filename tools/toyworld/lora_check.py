@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from lucidkit.lora_samples import PROMPT, SUBJECT, default_folder
+from lucidkit.toyworld.lora_subject import PROMPT, SUBJECT, default_folder
 
 SAMPLES = 32
 SAMPLE_STEPS = 25
@@ -66,10 +66,10 @@ def phase_train(work: Path, args) -> dict:
 
 
 def sample_rates(work: Path, args, with_lora: bool) -> dict:
-    from lucidkit.lora_samples import match_rate
+    from lucidkit.export import preview_grid, write_png
+    from lucidkit.prior.sampling import load_pipeline, sample_prompts
     from lucidkit.toyworld.evaluator import ToyEvaluator
-    from lucidkit.toyworld.quality import load_pipeline, sample_prompts
-    from lucidkit.toyworld.train import save_grid
+    from lucidkit.toyworld.lora_subject import match_rate
 
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     evaluator = ToyEvaluator.load(device=device)
@@ -85,7 +85,7 @@ def sample_rates(work: Path, args, with_lora: bool) -> dict:
         own = evaluator.prompt_accuracy(images, prompt) if prompt in DRIFT_PROMPTS else None
         rates[prompt] = {"subject": subject, "own": own}
         grid.append(images[:8])
-    save_grid(torch.cat(grid), work / f"samples_{'after' if with_lora else 'before'}.png", 8)
+    write_png(work / f"samples_{'after' if with_lora else 'before'}.png", preview_grid(torch.cat(grid), max_cols=8))
     return {"rates": rates, "samples": SAMPLES, "steps": SAMPLE_STEPS, "seconds": time.perf_counter() - t0}
 
 

@@ -1,7 +1,7 @@
 """How good is the toy prior? Sample it through plain `StableDiffusionPipeline` and classify the samples.
 
     python -m tools.toyworld.quality [--prior samples/toy-prior] [--evaluator samples/toy-evaluator]
-                                        [--out bench/results/toy_prior_quality.txt] [--samples 8] [--steps 50]
+                                        [--out docs/results/toy_prior_quality.txt] [--samples 8] [--steps 50]
 
 Prompts: every plain and patterned object of the training world as it is ("a red cube", no view suffix), and the
 oriented objects with ", front view", ", side view" and ", back view". Sampling: DDIM, ``--steps`` steps,
@@ -144,7 +144,7 @@ def main(argv=None) -> None:
     samples = Path(lucidkit.samples.__file__).resolve().parent
     parser.add_argument("--prior", default=str(samples / "toy-prior"))
     parser.add_argument("--evaluator", default=str(default_path()))
-    parser.add_argument("--out", default="bench/results/toy_prior_quality.txt")
+    parser.add_argument("--out", default="docs/results/toy_prior_quality.txt")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
 """The toy subject of `train-lora`: "sks toy", its photos in samples/lora-subject/, and how well samples match it.
 
-    python -m lucidkit.lora_samples [--out samples/lora-subject] [--n 6] [--seed 0]
+    python -m lucidkit.toyworld.lora_subject [--out samples/lora-subject] [--n 6] [--seed 0]
 
 The subject is a blue and white checkered sphere that the LoRA must learn to call "sks toy". Why an object of the
 toy world and not a new colour/pattern combination: the toy evaluator reads only the colour pairs it was trained on
@@ -56,7 +56,7 @@ def match_rate(images: torch.Tensor, evaluator=None) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lucidkit.lora_samples", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lucidkit.toyworld.lora_subject", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(default_folder()))
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
