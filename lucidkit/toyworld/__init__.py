@@ -6,5 +6,7 @@ Modules (nothing heavy is imported here):
 - `objects`: the objects as ground-truth Gaussian sets (`ToyObject`, `build`, `world_objects`);
 - `captions`: captions by azimuth, `parse_prompt`, `ground_truth(prompt)`, the caption vocabulary;
 - `data`: cameras, recipe backgrounds, ground-truth renders, the training pool;
-- `evaluator`: `ToyEvaluator` (prompt accuracy, view consistency, multi-face rate).
+- `evaluator`: `ToyEvaluator` (prompt accuracy, view consistency, multi-face rate);
+- `people`: posed people from the built-in SMPL-X-format body ("a red person"), their renders and OpenPose
+  conditions, the data of the toy pose ControlNet (``python -m tools.toyworld.train_controlnet``).
 """

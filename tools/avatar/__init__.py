@@ -1,0 +1,1 @@
+"""Scripts that build the avatar samples: the procedural body and the built-in poses."""
