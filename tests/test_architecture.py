@@ -5,14 +5,16 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # layer of each top-level module or package of lucidkit (commands are installed as lucidkit.commands)
 LAYERS = {
     0: ["errors", "devices", "export", "config", "models", "arch", "images", "presets", "samples"],
-    1: ["cameras", "camera_files", "splat", "guidance", "prior", "regularizers", "optimize", "toyworld", "avatar"],
+    1: ["cameras", "camera_files", "splat", "guidance", "prior", "regularizers", "optimize", "toyworld", "body"],
     2: ["runs", "scene_run"],
-    3: ["generate", "edit", "image_edit", "lora", "bench"],
+    3: ["generate", "edit", "image_edit", "lora", "avatar", "bench"],
     4: ["commands"],
 }
 LAYER = {name: layer for layer, names in LAYERS.items() for name in names}
@@ -101,3 +103,13 @@ def test_no_import_circles():
 def test_files_are_short_enough_to_read():
     long = {str(p.relative_to(ROOT)): n for p in modules().values() if (n := len(p.read_text().splitlines())) > 500}
     assert long == {}
+
+
+def test_every_package_is_installed():
+    """A plain `pip install .` (not editable) ships exactly the packages listed in pyproject.toml."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(["lucidkit", *p.parent.relative_to(ROOT / "lucidkit").parts])
+             for p in (ROOT / "lucidkit").rglob("__init__.py")}
+    assert found - listed == set()

@@ -1,7 +1,7 @@
 """Posed people for the toy world: the built-in body in random poses, in the toy palette, with their renders and
 their OpenPose condition images (the training data of the toy pose ControlNet).
 
-A person is the posed body (`lucidkit.avatar.pose`, normalised to the toy objects' size, in lucidkit's z-up world,
+A person is the posed body (`lucidkit.body.pose`, normalised to the toy objects' size, in lucidkit's z-up world,
 facing +x) covered with flat, nearly opaque Gaussian discs like the toy objects (`objects.py`): one colour of the
 palette with the same baked light. Captions: "a red person" with the toy world's view suffixes and empty /
 suffix-free shares (`captions.caption`'s rule). Cameras and backgrounds are the toy world's (`data.py`).
@@ -16,9 +16,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from lucidkit.avatar.init import sample_surface
-from lucidkit.avatar.pose import PosedBody, SmplxParams, pose_body, random_pose
-from lucidkit.avatar.skeleton import skeleton_images
+from lucidkit.body.init import sample_surface
+from lucidkit.body.pose import PosedBody, SmplxParams, pose_body, random_pose
+from lucidkit.body.skeleton import skeleton_images
 from lucidkit.cameras import CameraBatch
 from lucidkit.toyworld.captions import P_EMPTY, P_NO_VIEW, view_of_azimuth, with_view
 from lucidkit.toyworld.data import RESOLUTION, render_splats, sample_cameras

@@ -1,4 +1,4 @@
-"""Write lucidkit's built-in procedural body in the SMPL-X file layout (see lucidkit/avatar/procedural.py).
+"""Write lucidkit's built-in procedural body in the SMPL-X file layout (see lucidkit/body/procedural.py).
 
     python -m tools.avatar.make_body                      # -> samples/body/smplx/SMPLX_NEUTRAL.npz
     python -m tools.avatar.make_body --out DIR/smplx/SMPLX_NEUTRAL.npz --seed 0
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lucidkit.avatar.procedural import write_body
+from lucidkit.body.procedural import write_body
 
 DEFAULT = Path(__file__).resolve().parents[2] / "samples" / "body" / "smplx" / "SMPLX_NEUTRAL.npz"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lucidkit.avatar.pose import BODY_POSE_INDEX, SmplxParams, compose
+from lucidkit.body.pose import BODY_POSE_INDEX, SmplxParams, compose
 from lucidkit.export import atomic_write
 
 DEFAULT = Path(__file__).resolve().parents[2] / "samples" / "poses"

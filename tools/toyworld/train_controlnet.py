@@ -6,7 +6,7 @@
     tools/gpu/gpu_controlnet.sh                                                  # the one GPU call
 
 Steps (each logged to ``DIR/controlnet_log.txt``):
-1. data: ``--poses`` random poses of the built-in body (`lucidkit.avatar.pose.random_pose`) in the toy palette,
+1. data: ``--poses`` random poses of the built-in body (`lucidkit.body.pose.random_pose`) in the toy palette,
    ``--views`` toy-world cameras each, rendered with lucidkit's rasteriser, with their OpenPose condition images
    (`lucidkit.toyworld.people`); held-out poses from another seed;
 2. latents of every view on a random recipe background (the toy VAE, frozen); caption embeddings ("a red person",

@@ -11,8 +11,8 @@ smplx = pytest.importorskip("smplx")
 from smplx.joint_names import JOINT_NAMES  # noqa: E402
 from smplx.vertex_ids import vertex_ids  # noqa: E402
 
-from lucidkit.avatar import procedural  # noqa: E402
-from lucidkit.avatar.pose import builtin_models_dir  # noqa: E402
+from lucidkit.body import procedural  # noqa: E402
+from lucidkit.body.pose import builtin_models_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")

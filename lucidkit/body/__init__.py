@@ -1,4 +1,4 @@
-"""Posed human avatars: the built-in SMPL-X-format body, pose files, the OpenPose skeleton condition, and
+"""Posed human bodies (for avatars): the built-in SMPL-X-format body, pose files, the OpenPose skeleton condition, and
 initial Gaussians on the posed body surface.
 
 Modules:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lucidkit.avatar.procedural import PARENTS
+from lucidkit.body.procedural import PARENTS
 from lucidkit.cameras import CameraBatch
 
 BODY_JOINT_IDS = (55, 12, 17, 19, 21, 16, 18, 20, 2, 5, 8, 1, 4, 7, 56, 57, 58, 59)

@@ -13,8 +13,8 @@ import torch
 
 pytest.importorskip("smplx")
 
-from lucidkit.avatar import skeleton as S  # noqa: E402
-from lucidkit.avatar.pose import load_pose, pose_body  # noqa: E402
+from lucidkit.body import skeleton as S  # noqa: E402
+from lucidkit.body.pose import load_pose, pose_body  # noqa: E402
 from lucidkit.cameras import CameraConfig, eval_ring  # noqa: E402
 
 KP = {name: i for i, name in enumerate(S.KEYPOINT_NAMES)}

@@ -5,8 +5,8 @@ import torch
 
 pytest.importorskip("smplx")
 
-from lucidkit.avatar.init import init_body, sample_surface  # noqa: E402
-from lucidkit.avatar.pose import from_world, load_pose, pose_body  # noqa: E402
+from lucidkit.body.init import init_body, sample_surface  # noqa: E402
+from lucidkit.body.pose import from_world, load_pose, pose_body  # noqa: E402
 from lucidkit.splat.init import init_sphere  # noqa: E402
 from lucidkit.splat.scene import sh0_to_rgb  # noqa: E402
 

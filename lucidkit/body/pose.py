@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from lucidkit.avatar.procedural import JOINT_NAMES
+from lucidkit.body.procedural import JOINT_NAMES
 from lucidkit.errors import UserError
 
 ENV_MODELS = "LUCIDKIT_SMPLX_MODELS"

@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("smplx")
 
-from lucidkit.avatar import pose as P  # noqa: E402
+from lucidkit.body import pose as P  # noqa: E402
 from lucidkit.errors import UserError  # noqa: E402
 
 NECK, L_WRIST, R_WRIST, L_SHOULDER, HEAD, L_ANKLE, NOSE = 12, 20, 21, 16, 15, 7, 55

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from lucidkit.avatar.pose import PosedBody
+from lucidkit.body.pose import PosedBody
 from lucidkit.splat.scene import create_splats
 
 
@@ -49,7 +49,7 @@ def init_body(
     optimisation runs in) or in the body's y-up frame. Scales come from nearest-neighbour distances."""
     points, _ = sample_surface(body.vertices, body.faces, n, generator)
     if world:
-        from lucidkit.avatar.pose import to_world
+        from lucidkit.body.pose import to_world
 
         points = to_world(points)
     rgb = torch.full((n, 3), float(grey))
