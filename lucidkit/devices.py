@@ -89,13 +89,15 @@ def usable_cores() -> int:
 
 
 def cpu_threads(requested: int | None = None, jobs: int = 1) -> int:
-    """Threads for torch's CPU work: `requested` (≥ 1), else the usable cores shared fairly among `jobs` processes
-    running side by side. More threads than cores only adds contention: each process that takes every core makes
+    """Threads for torch's CPU work: `requested` (≥ 1), else OMP_NUM_THREADS when the user set it, else the usable
+    cores shared fairly among `jobs` processes running side by side. More threads than cores only adds contention: each process that takes every core makes
     the others wait, and together they burn several times the CPU time of one run."""
     if requested is not None:
         if requested < 1:
             raise UserError(f"--threads {requested}: expected 1 or more")
         return requested
+    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit() and jobs == 1:  # the user's own setting wins
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
     return max(1, usable_cores() // max(jobs, 1))
 
 

@@ -96,6 +96,9 @@ def test_thread_count_is_the_cores_shared_among_jobs(monkeypatch):
     from lucidkit import devices
 
     monkeypatch.setattr(devices, "usable_cores", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert devices.cpu_threads() == 3  # the user's own setting
+    monkeypatch.delenv("OMP_NUM_THREADS")
     assert devices.cpu_threads() == 8
     assert devices.cpu_threads(jobs=3) == 2 and devices.cpu_threads(jobs=16) == 1
     assert devices.cpu_threads(requested=3, jobs=4) == 3
