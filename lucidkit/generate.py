@@ -14,27 +14,15 @@ import torch
 from lucidkit import config as config_lib
 from lucidkit import runs
 from lucidkit.cameras import CameraConfig
-from lucidkit.guidance import GuidanceConfig, ScoreDistillation
+from lucidkit.guidance import GuidanceConfig
+from lucidkit.objectives import RegularizerConfig, RenderObjective
 from lucidkit.optimize import LoopConfig
 from lucidkit.prior.config import PriorConfig
-from lucidkit.regularizers import image_regularizers
 from lucidkit.scene_run import OutputConfig, RunResult, SceneTask, run_scene
 from lucidkit.splat.densify import DensifyConfig
 from lucidkit.splat.init import InitConfig, init_gaussians
 from lucidkit.splat.optim import OptimConfig
 from lucidkit.splat.ply import write_ply
-
-
-@dataclass
-class RegularizerConfig:
-    """Extra losses of the recipe, added to the guidance loss."""
-
-    tv_rgb: float = 1.0
-    """Weight of the total variation of the rendered RGB."""
-    tv_disparity: float = 1.0
-    """Weight of the total variation of the normalised disparity."""
-    scale: float = 1.0
-    """Weight of the mean activated Gaussian scale."""
 
 
 @dataclass
@@ -61,39 +49,6 @@ def resolve_config(preset: str | None, overrides: dict, command: str = "generate
     return config_lib.resolve_preset(GenerateConfig, command, preset, overrides)
 
 
-class GenerateObjective:
-    """Guidance on RGB (or, for a fraction of updates, on the normalised disparity) plus the recipe's regularisers."""
-
-    def __init__(self, guidance: ScoreDistillation, reg: RegularizerConfig, generator: torch.Generator):
-        self.guidance, self.reg, self.generator = guidance, reg, generator
-        # with a compiled prior, the image-space regularisers are compiled too (a few fused kernels instead of ~40
-        # small launches right after the render, where the GPU waits for the CPU)
-        self.image_terms = (torch.compile(image_regularizers, dynamic=False) if guidance.prior.compiled
-                            else image_regularizers)
-
-    def __call__(self, out, cams, step, splats):
-        on_disparity = float(torch.rand(1, generator=self.generator)) < self.guidance.cfg.disparity_ratio
-        if on_disparity:
-            disparity, loss_reg = self.regularizers(out)
-            image = disparity.expand(-1, -1, -1, 3)  # [B, H, W, 3]
-        else:
-            image = out.rgb
-        loss, logs = self.guidance.loss(image.permute(0, 3, 1, 2), cams.azimuth_deg, step, self.generator)
-        if not on_disparity:
-            # after the guidance: the GPU then has the encoder and UNet work queued while the host prepares these
-            # (right after the render's sync it would wait for them, ~3 ms on an H100)
-            _, loss_reg = self.regularizers(out)
-        loss = loss + loss_reg
-        if self.reg.scale:
-            loss = loss + self.reg.scale * torch.exp(splats["scales"]).mean()
-        return loss, logs
-
-    def regularizers(self, out) -> tuple[torch.Tensor, torch.Tensor]:
-        """(normalised disparity [B, H, W, 1], the weighted TV terms) of a render."""
-        r = self.reg
-        return self.image_terms(out.rgb, out.depth, out.alpha, r.tv_rgb, r.tv_disparity)
-
-
 class GenerateTask(SceneTask):
     """generate's part of the shared run: Gaussians from the init shape, the guidance objective, orbit cameras."""
 
@@ -103,7 +58,7 @@ class GenerateTask(SceneTask):
         return init_gaussians(self.cfg.init, generator=torch.Generator().manual_seed(self.cfg.seed), device=device)
 
     def objective(self, guidance, state):
-        return GenerateObjective(guidance, self.cfg.regularizers, state.generator)
+        return RenderObjective(guidance, self.cfg.regularizers, state.generator)
 
     def write_outputs(self, state, folder, view_size):
         cfg = self.cfg

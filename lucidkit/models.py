@@ -18,6 +18,7 @@ from pathlib import Path
 from lucidkit.errors import UserError
 
 TOY = "toy"
+TOY_POSE = "toy-pose"
 
 # How to get the toy prior back if the folder is missing (the training script lives in tools/toyworld).
 TOY_BUILD_HINT = (
@@ -80,6 +81,14 @@ MODELS: dict[str, ModelEntry] = {
             description="ControlNet 1.1 OpenPose for Stable Diffusion 1.5 (skeleton images in [0, 1])",
         ),
         ModelEntry(
+            name=TOY_POSE,
+            kind="controlnet",
+            repo_id=None,
+            revision=None,
+            arch=None,
+            description="the toy prior's OpenPose ControlNet trained by lucidkit on posed toy people (ships in samples/)",
+        ),
+        ModelEntry(
             name=TOY,
             kind="pipeline",
             repo_id=None,
@@ -117,5 +126,19 @@ def toy_prior_dir(check: bool = True) -> Path:
         raise ToyPriorMissingError(
             f"the toy prior (--model {TOY}) is missing: expected a diffusers pipeline folder at {folder}. "
             + TOY_BUILD_HINT
+        )
+    return folder
+
+
+def toy_controlnet_dir(check: bool = True) -> Path:
+    """The folder of the shipped toy pose ControlNet (`lucidkit.samples` package dir / "toy-controlnet-pose")."""
+    import lucidkit.samples
+
+    folder = Path(lucidkit.samples.__file__).parent / "toy-controlnet-pose"
+    if check and not (folder / "config.json").is_file():
+        raise ToyPriorMissingError(
+            f"the toy pose ControlNet (--controlnet {TOY_POSE}) is missing: expected a diffusers ControlNet folder at "
+            f"{folder}. Train it on a GPU with `bash tools/gpu/gpu_controlnet.sh` (see docs/toyworld.md), or pass "
+            "--controlnet none to run without one"
         )
     return folder

@@ -65,6 +65,9 @@ class SceneTask:
     def check_input(self) -> None:
         """Read and check the command's own input before the prior loads (nothing is written yet)."""
 
+    def attach(self, prior) -> None:
+        """Attach what the command adds to the prior (avatar: its ControlNet), before anything is written."""
+
     def describe(self, prior) -> str:
         """One line about the run for the start message."""
         return f"prior {self.cfg.prior.model!r} on {prior.device}"
@@ -117,6 +120,7 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
     torch.manual_seed(cfg.seed)
     task.check_input()
     prior = prior if prior is not None else load_prior(cfg.prior)
+    task.attach(prior)
     load_seconds = timer.elapsed()
     if not resume:
         runs.write_config(folder, cfg)

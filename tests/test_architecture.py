@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # layer of each top-level module or package of lucidkit (commands are installed as lucidkit.commands)
 LAYERS = {
     0: ["errors", "devices", "export", "config", "models", "arch", "images", "presets", "samples"],
-    1: ["cameras", "camera_files", "splat", "guidance", "prior", "regularizers", "optimize", "toyworld", "body"],
+    1: ["cameras", "camera_files", "splat", "guidance", "prior", "regularizers", "objectives", "optimize", "toyworld", "body"],
     2: ["runs", "scene_run"],
     3: ["generate", "edit", "image_edit", "lora", "avatar", "bench"],
     4: ["commands"],

@@ -69,8 +69,9 @@ def build(arch: str, device, precision: str, batch: int, resolution: int, n_gaus
     fast = channels-last + torch.compile (CUDA graphs); eager = channels-last only (generate's default);
     naive = neither (the release's eager fp16)."""
     from lucidkit.cameras import OrbitSampler
-    from lucidkit.generate import GenerateConfig, GenerateObjective, resolve_config
+    from lucidkit.generate import GenerateConfig, resolve_config
     from lucidkit.guidance import ScoreDistillation
+    from lucidkit.objectives import RenderObjective
     from lucidkit.optimize import new_state
     from lucidkit.prior.random_weights import random_prior
     from lucidkit.splat.densify import make_strategy
@@ -93,7 +94,7 @@ def build(arch: str, device, precision: str, batch: int, resolution: int, n_gaus
     strategy = make_strategy(cfg.densify, resolution, resolution)
     gen = torch.Generator().manual_seed(seed)
     state = new_state(init_gaussians(cfg.init, generator=gen, device=device), cfg.optim, strategy, seed)
-    objective = GenerateObjective(guidance, cfg.regularizers, state.generator)
+    objective = RenderObjective(guidance, cfg.regularizers, state.generator)
     sampler = OrbitSampler(cfg.camera, resolution, resolution)
     return prior, guidance, cfg, state, objective, sampler
 

@@ -73,10 +73,14 @@ def ism_noisy_latents(
     xs_stride: int,
     xs_max_steps: int,
     first_timestep: int = 1,
+    eps_invert: EpsFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Steps 2–3 of ISM: returns (x_t, e_s) where e_s = ε(x_s, s, ∅) is both the step and the target."""
+    """Steps 2–3 of ISM: returns (x_t, e_s) where e_s = ε(x_s, s, ∅) is both the step and the target.
+
+    `eps_invert` (default `eps_empty`) runs the inversion steps: the same prompt, but it may leave out a ControlNet
+    condition that the target keeps."""
     x_s = ddim_invert(
-        z0, eps_empty, alphas_cumprod, s,
+        z0, eps_invert or eps_empty, alphas_cumprod, s,
         noise=noise, stride=xs_stride, max_steps=xs_max_steps, first_timestep=first_timestep,
     )  # [B, C, h, w]
     e_s = eps_empty(x_s, s)

@@ -98,8 +98,9 @@ class ScoreDistillation:
         """ε(x, t, emb) for a batch; `emb` [L, D] is broadcast, `cond` tensors are tiled to the batch."""
         if emb.dim() == 2:
             emb = emb.expand(x.shape[0], *emb.shape)
-        if cond is not None:
-            cond = {k: v.repeat(x.shape[0] // v.shape[0], *([1] * (v.dim() - 1))) for k, v in cond.items()}
+        if cond is not None:  # tile the per-view tensors (the condition image) to the batch of this call
+            cond = {k: v.repeat(x.shape[0] // v.shape[0], *([1] * (v.dim() - 1))) if torch.is_tensor(v) else v
+                    for k, v in cond.items()}
         t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         return self.prior.predict_noise(x, t_batch, emb, cond)
 
@@ -151,9 +152,12 @@ class ScoreDistillation:
         t, s = interval.t, interval.s
         source = self.source_embeddings(azimuth_deg)  # [B, L, D]
         if c.method == "ism":
+            # a ControlNet condition reaches the inversion steps too unless cond["in_inversion"] is False
+            invert_cond = cond if cond is None or cond.get("in_inversion", True) else None
             x_t, target = ism.ism_noisy_latents(
                 z0, lambda x, v: self._eps(x, v, source, cond), self.alphas, t, s,
                 noise=noise, xs_stride=c.xs_delta_t, xs_max_steps=c.xs_inv_steps, first_timestep=self.steps_offset,
+                eps_invert=lambda x, v: self._eps(x, v, source, invert_cond),
             )
         else:
             x_t, target = ism.sds_noisy_latents(z0, self.alphas, t, noise=noise)
@@ -211,7 +215,8 @@ class ScoreDistillation:
     ) -> tuple[torch.Tensor, dict]:
         """images [B, 3, H, W] in [0, 1] (with grad) → (loss, logs). Step 6: the gradient reaches z0 exactly.
 
-        `reference` [B, 3, H, W]: images of the source at the same views (for 'dds').
+        `reference` [B, 3, H, W]: images of the source at the same views (for 'dds'). `cond`: ControlNet conditioning,
+        {"image": [B, 3, H, W] in [0, 1] (one per view), "scale": float, "in_inversion": bool (default True)}.
         """
         z0 = self.prior.encode_images(images, generator=generator)  # [B, C, h, w], differentiable
         ref = None

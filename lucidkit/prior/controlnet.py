@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from lucidkit.models import get_model, model_names
+from lucidkit.models import get_model, model_names, toy_controlnet_dir
 from lucidkit.prior.files import _PICKLE_SUFFIXES, ModelLoadError, _weight_files, check_safetensors_file
 from lucidkit.prior.hub import _HUB_CONTROLNET_FILES, _HUB_ID, _hub_folder
 
@@ -26,7 +26,10 @@ def _load_controlnet(spec: str, device: torch.device):
             return ControlNetModel.from_config(cfg), {"spec": spec, "kind": "random", "arch": "sd15"}
     entry = get_model(spec)
     path = Path(spec).expanduser()
-    if entry is not None:
+    if entry is not None and entry.kind == "controlnet" and entry.repo_id is None:  # shipped with lucidkit
+        folder = toy_controlnet_dir(check=True)
+        source = {"spec": spec, "kind": "toy", "path": str(folder)}
+    elif entry is not None:
         if entry.kind != "controlnet":
             raise ModelLoadError(
                 f"'{spec}' is a {entry.kind}, not a ControlNet (known: {', '.join(model_names('controlnet'))})"
@@ -75,3 +78,19 @@ def _load_controlnet(spec: str, device: torch.device):
         raise ModelLoadError(f"cannot load ControlNet from {folder} ({type(err).__name__}: {err})") from err
     return model, source
 
+
+# words that name the other kinds of ControlNet in their folder and hub names (lllyasviel's and most others')
+_OTHER_CONTROLS = ("canny", "depth", "normal", "seg", "lineart", "scribble", "softedge", "mlsd", "tile", "inpaint",
+                   "ip2p", "shuffle", "hed", "qrcode", "brightness")
+
+
+def check_openpose(controlnet, spec: str) -> None:
+    """Refuse a ControlNet that is, as far as its name and config tell, not an OpenPose one: one that takes other
+    than 3-channel condition images, or whose folder or hub name says it is a canny, depth, … ControlNet."""
+    channels = int(getattr(controlnet.config, "conditioning_channels", 3))
+    names = f"{spec} {getattr(controlnet.config, '_name_or_path', '')}".lower()
+    other = next((w for w in _OTHER_CONTROLS if w in names.replace("openpose", "")), None)
+    if channels != 3 or (other and "pose" not in names):
+        why = f"it takes {channels}-channel conditions" if channels != 3 else f"its name says it is a {other} one"
+        raise ModelLoadError(f"ControlNet {spec} is not an OpenPose ControlNet ({why}); avatar draws OpenPose "
+                             "skeletons: pass an OpenPose ControlNet (e.g. control_v11p_sd15_openpose)")

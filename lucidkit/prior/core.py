@@ -310,10 +310,19 @@ class DiffusionPrior(FastPath, LoraSupport):
         if isinstance(controlnet, (str, os.PathLike)):
             with quiet_libraries():
                 controlnet, source = _load_controlnet(str(controlnet), self.device)
-        if controlnet.config.cross_attention_dim != self.unet.config.cross_attention_dim:
+        cfg, unet = controlnet.config, self.unet.config
+        label = (source or {}).get("spec", source) if isinstance(source, dict) else source
+        if cfg.cross_attention_dim != unet.cross_attention_dim:
             raise ModelLoadError(
-                f"ControlNet {source or ''} attends to {controlnet.config.cross_attention_dim}-wide text but the "
-                f"prior's UNet uses {self.unet.config.cross_attention_dim}: they belong to different model families"
+                f"ControlNet {label or ''} attends to {cfg.cross_attention_dim}-wide text but the "
+                f"prior's UNet uses {unet.cross_attention_dim}: they belong to different model families"
+            )
+        factor = 2 ** (len(cfg.conditioning_embedding_out_channels) - 1)  # its condition image -> latent downscale
+        if tuple(cfg.block_out_channels) != tuple(unet.block_out_channels) or factor != self.vae_scale_factor:
+            raise ModelLoadError(
+                f"ControlNet {label or ''} does not fit the prior {self.source.get('spec')!r}: its blocks are "
+                f"{list(cfg.block_out_channels)} wide and it shrinks condition images {factor}x, where the prior's "
+                f"UNet is {list(unet.block_out_channels)} and its latents are {self.vae_scale_factor}x smaller than images"
             )
         move_model(controlnet, self.device, self.dtype).eval().requires_grad_(False)
         self.controlnet = controlnet

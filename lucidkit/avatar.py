@@ -1,0 +1,161 @@
+"""An SMPL-X body in a pose → a 3D Gaussian avatar: the engine function behind `lucidkit avatar`.
+
+pose (file, sequence frame or built-in name) + body model → the posed body in lucidkit's world (z-up, facing +x,
+fitted to the recipe's orbit) → Gaussians sampled on its surface → the generate loop, where every update's views
+also get the body's OpenPose skeleton drawn from the same cameras, fed to a ControlNet whose residuals enter the
+UNet calls of the guidance (`--control-scale`; the inversion steps may leave it out) → scene.ply (in the body's
+frame, z-up), preview.png, turntable video with the skeleton beside it, manifest.json with the body's frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lucidkit import config as config_lib
+from lucidkit import export, runs
+from lucidkit.cameras import CameraConfig
+from lucidkit.guidance import GuidanceConfig
+from lucidkit.objectives import RegularizerConfig, RenderObjective
+from lucidkit.optimize import LoopConfig
+from lucidkit.prior.config import PriorConfig
+from lucidkit.scene_run import OutputConfig, RunResult, SceneTask, run_scene
+from lucidkit.splat.densify import DensifyConfig
+from lucidkit.splat.optim import OptimConfig
+from lucidkit.splat.ply import write_ply
+
+
+@dataclass
+class BodyConfig:
+    """The body and its pose."""
+
+    pose: str = "t-pose"
+    """A built-in pose (t-pose, a-pose, arms-down, arms-up, walk, sit, wave), or an SMPL-X .npz/.json file, or an
+    AMASS-style sequence .npz (with `frame`)."""
+    frame: int | None = None
+    """The frame of a pose sequence."""
+    smplx_models: str | None = None
+    """A folder with smplx/SMPLX_NEUTRAL.npz (and MALE/FEMALE), as smplx.create reads it; default
+    $LUCIDKIT_SMPLX_MODELS, else lucidkit's built-in body."""
+    gender: str = "neutral"
+    """Which SMPL-X model: neutral, male or female."""
+    n_points: int = 20000
+    """Initial Gaussians sampled on the posed body's surface."""
+    opacity: float = 0.1
+    """Opacity of the initial Gaussians."""
+
+
+@dataclass
+class ControlConfig:
+    """The OpenPose ControlNet that holds the avatar to the pose."""
+
+    model: str = "toy-pose"
+    """'toy-pose' (shipped, for the toy prior), 'controlnet-openpose' (SD 1.5), a diffusers ControlNet folder, a hub
+    id, or 'none' (no ControlNet: the body shape comes from the initial Gaussians alone)."""
+    scale: float = 1.0
+    """Strength of the ControlNet's residuals."""
+    in_inversion: bool = False
+    """Also condition ISM's inversion steps (the target and both CFG branches always are)."""
+
+
+@dataclass
+class AvatarConfig:
+    """Everything `lucidkit avatar` does, as one config (presets/avatar/*.yaml)."""
+
+    prompt: str = ""
+    """The text prompt, e.g. "a knight in shining armour"."""
+    seed: int = 0
+    """Seed of every random choice in the run."""
+    body: BodyConfig = field(default_factory=BodyConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    regularizers: RegularizerConfig = field(default_factory=RegularizerConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def resolve_config(preset: str | None, overrides: dict) -> AvatarConfig:
+    """Preset + overrides → AvatarConfig (without a preset: 'toy' for the toy prior, else 'default')."""
+    return config_lib.resolve_preset(AvatarConfig, "avatar", preset, overrides)
+
+
+class AvatarTask(SceneTask):
+    """avatar's part of the shared run: Gaussians on the posed body, the generate objective with the skeleton as
+    ControlNet condition, orbit cameras, the skeleton beside the turntable."""
+
+    command = "avatar"
+
+    def check_input(self):
+        from lucidkit.body.pose import load_pose, pose_body
+
+        body = self.cfg.body
+        self.params = load_pose(body.pose, body.frame)
+        self.body = pose_body(self.params, body.smplx_models, body.gender)
+        self.vertices, self.joints = self.body.world_vertices(), self.body.world_joints()  # [V, 3], [J, 3] z-up
+
+    def attach(self, prior):
+        from lucidkit.prior.controlnet import check_openpose
+
+        spec = self.cfg.control.model
+        if spec != "none":
+            prior.attach_controlnet(spec)  # one clear line if it does not fit the prior
+            check_openpose(prior.controlnet, spec)
+
+    def describe(self, prior):
+        return (f"pose {self.cfg.body.pose!r} on {self.body.model}; prior {self.cfg.prior.model!r} on {prior.device}, "
+                f"ControlNet {self.cfg.control.model!r}")
+
+    def initial_splats(self, device):
+        from lucidkit.body.init import init_body
+
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        return init_body(self.body, self.cfg.body.n_points, generator, opacity=self.cfg.body.opacity, device=device)
+
+    def skeletons(self, cams) -> torch.Tensor:
+        """[C, H, W, 3] the OpenPose condition images of the posed body seen by `cams`."""
+        from lucidkit.body.skeleton import skeleton_images
+
+        return skeleton_images(self.joints, self.vertices, self.body.faces, cams, self.body.vertex_joint)
+
+    def condition(self, cams) -> dict | None:
+        if self.cfg.control.model == "none":
+            return None
+        return {"image": self.skeletons(cams).permute(0, 3, 1, 2), "scale": self.cfg.control.scale,
+                "in_inversion": self.cfg.control.in_inversion}
+
+    def objective(self, guidance, state):
+        return RenderObjective(guidance, self.cfg.regularizers, state.generator, condition=self.condition)
+
+    def write_outputs(self, state, folder, view_size):
+        from lucidkit.cameras import turntable
+
+        cfg = self.cfg
+        scene = write_ply(folder / "scene.ply", state.splats)
+        runs.write_preview(state.splats, cfg.camera, view_size, folder / "preview.png", views=cfg.output.eval_views)
+        outputs = ["preview.png"]
+        if cfg.output.turntable_frames > 0:
+            cams = turntable(cfg.output.turntable_frames, cfg.camera, view_size, view_size)
+            rgb = runs.render_views(state.splats, cams)[0]  # [F, H, W, 3]
+            frames = np.concatenate([export.to_uint8(rgb.numpy()), export.to_uint8(self.skeletons(cams).numpy())],
+                                    axis=2)  # the avatar beside its condition
+            outputs.append(export.write_video(folder / "turntable.mp4", frames, fps=cfg.output.fps).name)
+        fields = {"pose": {"spec": cfg.body.pose, "frame": cfg.body.frame, "source": self.body.source,
+                           "params": self.params.to_json()},
+                  "body": {"model": self.body.model, "frame": self.body.frame(),
+                           "scene_frame": "lucidkit world: z up, the body faces +x (SMPL-X y up, +z front)"},
+                  "control": {"model": cfg.control.model, "scale": cfg.control.scale,
+                              "in_inversion": cfg.control.in_inversion}}
+        return scene, outputs, fields
+
+
+def run(cfg: AvatarConfig, folder: Path, resume: bool = False, quiet: bool = False,
+        announce=lambda message: None, prior=None) -> RunResult:
+    """Run (or resume) an avatar into `folder` (see `scene_run.run_scene`)."""
+    return run_scene(AvatarTask(cfg), folder, resume=resume, quiet=quiet, announce=announce, prior=prior)

@@ -1,0 +1,60 @@
+"""The objective of the commands that make an object from a prompt (generate, avatar): the guidance on the render
+plus the recipe's regularisers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lucidkit.guidance import ScoreDistillation
+from lucidkit.regularizers import image_regularizers
+
+
+@dataclass
+class RegularizerConfig:
+    """Extra losses of the recipe, added to the guidance loss."""
+
+    tv_rgb: float = 1.0
+    """Weight of the total variation of the rendered RGB."""
+    tv_disparity: float = 1.0
+    """Weight of the total variation of the normalised disparity."""
+    scale: float = 1.0
+    """Weight of the mean activated Gaussian scale."""
+
+
+class RenderObjective:
+    """Guidance on RGB (or, for a fraction of updates, on the normalised disparity) plus the recipe's regularisers:
+    the objective of generate and avatar."""
+
+    def __init__(self, guidance: ScoreDistillation, reg: RegularizerConfig, generator: torch.Generator,
+                 condition=None):
+        """`condition(cameras) -> dict` gives the ControlNet conditioning of each update's views (avatar)."""
+        self.guidance, self.reg, self.generator, self.condition = guidance, reg, generator, condition
+        # with a compiled prior, the image-space regularisers are compiled too (a few fused kernels instead of ~40
+        # small launches right after the render, where the GPU waits for the CPU)
+        self.image_terms = (torch.compile(image_regularizers, dynamic=False) if guidance.prior.compiled
+                            else image_regularizers)
+
+    def __call__(self, out, cams, step, splats):
+        on_disparity = float(torch.rand(1, generator=self.generator)) < self.guidance.cfg.disparity_ratio
+        if on_disparity:
+            disparity, loss_reg = self.regularizers(out)
+            image = disparity.expand(-1, -1, -1, 3)  # [B, H, W, 3]
+        else:
+            image = out.rgb
+        cond = self.condition(cams) if self.condition is not None else None
+        loss, logs = self.guidance.loss(image.permute(0, 3, 1, 2), cams.azimuth_deg, step, self.generator, cond=cond)
+        if not on_disparity:
+            # after the guidance: the GPU then has the encoder and UNet work queued while the host prepares these
+            # (right after the render's sync it would wait for them, ~3 ms on an H100)
+            _, loss_reg = self.regularizers(out)
+        loss = loss + loss_reg
+        if self.reg.scale:
+            loss = loss + self.reg.scale * torch.exp(splats["scales"]).mean()
+        return loss, logs
+
+    def regularizers(self, out) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised disparity [B, H, W, 1], the weighted TV terms) of a render."""
+        r = self.reg
+        return self.image_terms(out.rgb, out.depth, out.alpha, r.tv_rgb, r.tv_disparity)
