@@ -5,7 +5,7 @@ Built from the commands' own Click parameters, so a new option is covered when i
 - a choice (`--guidance`, `--precision`, `--up`, ...) gets a name that is not one of them: an unknown choice;
 - `--device` gets 'tpu';
 - a path option that is read (`--model`, `--lora`, `--cameras`, `--mask`, `--tokenizer`, `--resume`) gets a path that
-  does not exist; `--out` gets an unwritable place and an existing folder (or file) that is not a run;
+  does not exist, and so does `--controlnet`; `--pose` gets an unknown name; `--out` gets an unwritable place and an existing folder (or file) that is not a run;
 plus free-text values that are checked (`--preset`, `--set`, `--region`, `--model` names).
 Each must end with one `Error:` line, a non-zero exit and no traceback, and change no file (inputs, the user's
 folder, the samples), checked by hashes. Options that take any text (prompts, tokens) have no wrong value.
@@ -40,6 +40,8 @@ def base_args(command: str, prior: Path, work: Path) -> list:
                        "--out", work / "edited.png"],
         "train-lora": [SAMPLES / "lora-subject", "--model", prior, "--quiet", "--steps", "1",
                        "--no-prior-preservation", "--validation-every", "0", "--out", work / "run"],
+        "avatar": ["a red person", "--pose", "t-pose", "--controlnet", "none", *quick, "--preset", "tiny",
+                   "--steps", "1", "--out", work / "run"],
     }[command]
 
 
@@ -57,13 +59,14 @@ def bad_values(command: str, param: click.Option, work: Path) -> list[str]:
         return [UNWRITABLE, str(existing)]
     if isinstance(param.type, click.Path) or name in ("model", "resume"):
         return [MISSING]
-    return {"preset": ["nope"], "sets": ["loop.steps", "no.such.field=1"], "region": ["box:1,2"]}.get(name, [])
+    return {"preset": ["nope"], "sets": ["loop.steps", "no.such.field=1"], "region": ["box:1,2"], "pose": ["nope"],
+            "controlnet": [MISSING]}.get(name, [])
 
 
 def cases():
     """(command, option) for every option of the run commands that has a wrong value."""
     out = []
-    for command in ("generate", "edit", "edit-image", "train-lora"):
+    for command in ("generate", "edit", "edit-image", "train-lora", "avatar"):
         cmd = cli.get_command(click.Context(cli), command)
         for param in cmd.params:
             if isinstance(param, click.Option) and not param.is_flag and bad_values(command, param, Path("/")):
