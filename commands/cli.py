@@ -16,6 +16,7 @@ COMMANDS = {
     "edit-image": "lucidkit.commands.edit_image:edit_image",
     "train-lora": "lucidkit.commands.train_lora:train_lora",
     "edit": "lucidkit.commands.edit:edit",
+    "batch": "lucidkit.commands.batch:batch",
 }
 
 
@@ -61,6 +62,7 @@ def cli():
       lucidkit edit samples/red-cube.ply --prompt "a blue cube" --source-prompt "a red cube"
       lucidkit edit-image photo.png --prompt "a blue cube" --source-prompt "a red cube" --out edited.png
       lucidkit train-lora samples/lora-subject --token sks --class-word toy --out loras/sks-toy
+      lucidkit batch prompts.txt --model sd21-base --preset fast --out runs/level1   # every GPU, through Ray
     """
 
 

@@ -170,11 +170,13 @@ class RunResult:
 
 
 def run(cfg: GenerateConfig, folder: Path, resume: bool = False, quiet: bool = False,
-        announce=lambda message: None) -> RunResult:
+        announce=lambda message: None, prior=None, callbacks=()) -> RunResult:
     """Run (or resume) a generation into `folder`, which `runs.prepare_run_dir` has checked.
 
     The prior loads before anything is written, so a bad model leaves no half-made run folder behind.
     `announce(message)` reports the start of the optimisation (the command prints it).
+    `prior`: a prior already loaded for `cfg.prior` (`lucidkit batch` keeps one per worker); `callbacks`: more
+    loop callbacks `(state, logs)` after the progress bar, previews and checkpoints.
     """
     from lucidkit import export, runs
 
@@ -182,7 +184,7 @@ def run(cfg: GenerateConfig, folder: Path, resume: bool = False, quiet: bool = F
         raise UserError("the prompt is empty; say what to generate, e.g. lucidkit generate \"a red cube\"")
     timer = runs.Timer()
     torch.manual_seed(cfg.seed)
-    prior = load_prior(cfg.prior)
+    prior = prior if prior is not None else load_prior(cfg.prior)
     load_seconds = timer.elapsed()
     if not resume:
         export.write_yaml(folder / "config.yaml", config_lib.to_dict(cfg))
@@ -210,6 +212,7 @@ def run(cfg: GenerateConfig, folder: Path, resume: bool = False, quiet: bool = F
         runs.every(cfg.output.preview_every, lambda s: runs.write_preview(
             s.splats, cfg.camera, view_size, folder / "previews" / f"step_{s.step:06d}.png", views=4)),
         runs.every(cfg.output.checkpoint_every, lambda s: save_checkpoint(s, folder)),
+        *callbacks,
     ]
     loop_timer = runs.Timer()
     try:
