@@ -138,6 +138,7 @@ def test_placement_one_worker_per_gpu_or_a_share_of_the_cores():
     cpu = plan_placement({"CPU": 8}, jobs=10, workers=3, gpus_per_job=None)
     assert (cpu.workers, cpu.gpus, cpu.threads, cpu.cpus) == (3, 0.0, 2, 2)
     assert plan_placement({"GPU": 2, "CPU": 8}, 10, 2, 0).gpus == 0.0  # --gpus-per-job 0: CPU workers
+    assert plan_placement({"CPU": 8}, 10, 2, None, max_threads=1).threads == 1  # OMP_NUM_THREADS wins
     with pytest.raises(UserError, match="more GPUs than the Ray cluster has"):
         plan_placement({"GPU": 1, "CPU": 8}, 10, None, 2)
     with pytest.raises(UserError, match="no GPU"):

@@ -9,6 +9,7 @@ go on.
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,11 @@ class Placement:
     note: str = ""
 
 
-def plan_placement(resources: dict, jobs: int, workers: int | None, gpus_per_job: float | None) -> Placement:
+def plan_placement(resources: dict, jobs: int, workers: int | None, gpus_per_job: float | None,
+                   max_threads: int | None = None) -> Placement:
     """Workers from the cluster's resources: one per `gpus_per_job` GPUs (default 1, at most `workers`), or,
     without GPUs (or with `gpus_per_job` 0), `workers` CPU workers (default 1) sharing the cores. Never more
-    workers than jobs."""
+    workers than jobs. `max_threads` caps each worker's torch threads (the user's OMP_NUM_THREADS)."""
     gpus, cpus = float(resources.get("GPU", 0)), max(int(resources.get("CPU", 1)), 1)
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
@@ -56,14 +58,15 @@ def plan_placement(resources: dict, jobs: int, workers: int | None, gpus_per_job
     if per_job > 0 and gpus >= per_job:
         n = int(gpus // per_job) if workers is None else min(int(gpus // per_job), workers)
         n = max(min(n, jobs), 1)
-        return Placement(n, per_job, 1, max(cpus // n, 1), f"{n} GPU worker(s), {per_job:g} GPU each")
+        threads = min(max(cpus // n, 1), max_threads or cpus)
+        return Placement(n, per_job, 1, threads, f"{n} GPU worker(s), {per_job:g} GPU each")
     if per_job > 0 and gpus > 0:
         raise UserError(f"--gpus-per-job {per_job:g} asks for more GPUs than the Ray cluster has ({gpus:g})")
     if gpus_per_job and gpus == 0:
         raise UserError(f"--gpus-per-job {gpus_per_job:g}: the Ray cluster has no GPU; use --gpus-per-job 0 "
                         f"(CPU workers) or --address of a cluster with GPUs")
     n = max(min(workers or 1, jobs), 1)
-    threads = max(cpus // n, 1)
+    threads = min(max(cpus // n, 1), max_threads or cpus)
     why = "" if per_job == 0 else "no GPU found: "
     return Placement(n, 0.0, threads, threads, f"{why}{n} CPU worker(s), {threads} thread(s) each")
 
@@ -108,7 +111,9 @@ def _init_ray(ray, address: str | None) -> None:
 def _run_on_workers(ray, jobs, todo: deque, outcomes: dict, workers, gpus_per_job, quiet, console):
     from lucidkit.batch.worker import ProgressBoard, Worker
 
-    plan = plan_placement(ray.cluster_resources(), len(todo), workers, gpus_per_job)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    plan = plan_placement(ray.cluster_resources(), len(todo), workers, gpus_per_job,
+                          max_threads=int(cap) if cap.isdigit() else None)
     board = ray.remote(ProgressBoard).options(num_cpus=0).remote()
     names = [f"{'gpu' if plan.gpus else 'cpu'}-worker-{i}" for i in range(plan.workers)]
     actor_cls = ray.remote(Worker).options(num_gpus=plan.gpus, num_cpus=plan.cpus)

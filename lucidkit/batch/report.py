@@ -88,6 +88,7 @@ class BatchDisplay:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
         c = counts(self.jobs, outcomes, running)
         eta = eta_seconds(outcomes, board, c["queued"], len(self.workers))
@@ -99,13 +100,13 @@ class BatchDisplay:
         for name in self.workers:
             s = board.get(name)
             if not s:
-                table.add_row(name, "[dim]idle[/]", "", "")
+                table.add_row(name, Text("idle", style="dim"), "", "")
                 continue
             total, step = s.get("total"), s.get("step", 0)
             bar = ProgressBar(total=total or 1, completed=step if total else 0, width=30)
             steps = f"{step}/{total}" if total else "loading"
-            table.add_row(name, _short(s["prompt"]), bar, steps)
-        return Group(head, table)
+            table.add_row(name, Text(_short(s["prompt"])), bar, steps)
+        return Group(Text.from_markup(head), table)
 
 
 def _short(text: str, n: int = 48) -> str:
@@ -115,6 +116,7 @@ def _short(text: str, n: int = 48) -> str:
 def summary_table(jobs, outcomes: dict[int, dict]):
     """A rich table: one row per job with its status, updates, Gaussians, time and folder (or error)."""
     from rich.table import Table
+    from rich.text import Text
 
     colour = {"done": "green", "skipped": "dim", "failed": "red"}
     table = Table(title="lucidkit batch", show_lines=False)
@@ -123,10 +125,10 @@ def summary_table(jobs, outcomes: dict[int, dict]):
     for job in jobs:
         o = outcomes.get(job.index, {"status": "not run", "error": "the batch stopped before this job"})
         status = o["status"]
-        tail = o.get("error") if status in ("failed", "not run") else str(job.folder)
-        table.add_row(str(job.index + 1), _short(job.prompt), f"[{colour.get(status, 'yellow')}]{status}[/]",
+        tail = o.get("error") if status in ("failed", "not run") else job.folder.name
+        table.add_row(str(job.index + 1), Text(_short(job.prompt)), Text(status, style=colour.get(status, "yellow")),
                       str(o.get("steps") or ""), str(o.get("gaussians") or ""),
-                      f"{o['seconds']:.1f} s" if o.get("seconds") and status == "done" else "", tail or "")
+                      f"{o['seconds']:.1f} s" if o.get("seconds") and status == "done" else "", Text(tail or ""))
     return table
 
 
