@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,9 @@ def _init_ray(ray, address: str | None) -> None:
     if address is None:
         kwargs.update(include_dashboard=False)
     try:
-        ray.init(address=address, **kwargs)
+        with warnings.catch_warnings():  # Ray's own warning about a timeout repeats the error below
+            warnings.simplefilter("ignore")
+            ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise UserError(f"cannot start or reach {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
@@ -141,7 +144,8 @@ def _run_on_workers(ray, jobs, todo: deque, outcomes: dict, workers, gpus_per_jo
                     outcome = ray.get(ref)
                     idle.append(name)
                 except ray.exceptions.RayError as e:  # the worker process died; it takes no more jobs
-                    outcome = _failed(job, f"worker {name} died: {str(e).strip().splitlines()[-1]}")
+                    outcome = _failed(job, f"worker {name} died ({type(e).__name__}: its process was killed, ran "
+                                           f"out of memory or crashed; see Ray's worker logs)")
                 outcomes[job.index] = outcome
                 display.finished(job, outcome, outcomes)
             display.update(outcomes, {j.index: n for n, j in running.values()}, ray.get(board.snapshot.remote()))

@@ -3,7 +3,7 @@
 # that travels is limited to 64 MiB; the plain Ray wheel is 79 MB). Run HERE, in the repository root:
 #   tools/gpu/pack_ray.sh [PYTHON_VERSION]        (default 3.12, the GPU machine's)
 # It downloads the Ray wheel and the small packages Ray needs that the GPU image lacks (jsonschema and its
-# dependencies) into .whl/, then turns the Ray wheel into .whl/ray-slim.tar.xz (~20 MB): the Java jar, the web
+# dependencies) into .whl/, then turns the Ray wheel into .whl/ray-slim.tar.xz (~25 MB): the Java jar, the web
 # dashboard's static files and the libraries lucidkit does not use (rllib, data, serve, tune, train, llm) are
 # left out and the three native binaries are stripped of symbols. Ray core (ray.init, actors, tasks) works from
 # it; tools/gpu/batch_bench.sh unpacks it into the install folder. The wheel itself is removed from .whl/.
