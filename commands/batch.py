@@ -56,18 +56,17 @@ def batch(job_list, out, model, preset, seed, steps, precision, sets, workers, g
 
     rows = read_rows(job_list)
     import_ray()  # before any work: without Ray, say how to install it
-    out = check_writable_dir(out)
     overrides = config_lib.command_overrides(sets, {"prior": {"model": model, "precision": precision},
                                                     "loop": {"steps": steps}})
-    jobs = resolve_jobs(rows, out, preset, overrides, seed, path=job_list)
+    jobs = resolve_jobs(rows, Path(out), preset, overrides, seed, path=job_list)
+    out = check_writable_dir(out)  # only once the whole list is good
     console = Console(stderr=True)
     outcomes, workers_used = run_batch(jobs, out, address=address, workers=workers, gpus_per_job=gpus_per_job,
                                        quiet=quiet, console=console)
     write_batch_json(out, jobs, outcomes, workers_used)
     index = write_index_html(out, jobs, outcomes)
     Console().print(summary_table(jobs, outcomes))
-    failed = [j for j in jobs if outcomes.get(j.index, {}).get("status") != "done"
-              and outcomes.get(j.index, {}).get("status") != "skipped"]
+    failed = [j for j in jobs if outcomes.get(j.index, {}).get("status") not in ("done", "skipped")]
     done = sum(1 for o in outcomes.values() if o["status"] == "done")
     skipped = sum(1 for o in outcomes.values() if o["status"] == "skipped")
     click.echo(f"{done} done, {skipped} skipped (already complete), {len(failed)} failed; contact sheet: {index}",

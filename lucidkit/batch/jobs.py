@@ -234,7 +234,8 @@ def resolve_jobs(rows: list[Row], out: Path, preset: str | None, overrides: dict
     jobs, seen = [], {}
     for row in rows:
         tree = config_lib.deep_merge(overrides, row.overrides)
-        tree = config_lib.deep_merge(tree, config_lib.drop_none({"prompt": row.prompt, "seed": _pick(row.seed, seed)}))
+        given = config_lib.drop_none({"prompt": row.prompt, "seed": row.seed if row.seed is not None else seed})
+        tree = config_lib.deep_merge(tree, given)
         try:
             cfg = config_lib.to_dict(resolve_config(row.preset or preset, tree))
         except UserError as e:
@@ -246,10 +247,6 @@ def resolve_jobs(rows: list[Row], out: Path, preset: str | None, overrides: dict
         seen[name] = row.line
         jobs.append(Job(index=len(jobs), line=row.line, prompt=row.prompt, config=cfg, folder=Path(out) / name))
     return jobs
-
-
-def _pick(*values):
-    return next((v for v in values if v is not None), None)
 
 
 def job_folder_name(cfg: dict) -> str:

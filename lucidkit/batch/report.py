@@ -14,6 +14,7 @@ from pathlib import Path
 from lucidkit.export import atomic_write, write_json
 
 # the files of a run folder that the contact sheet links to, in this order (those that exist)
+STATUS_LABELS = {"skipped": "done (an earlier run)"}  # on the contact sheet
 LINKED_FILES = ("scene.ply", "turntable.mp4", "turntable.gif", "preview.png", "manifest.json", "config.yaml")
 
 
@@ -77,7 +78,8 @@ class BatchDisplay:
         if outcome["status"] == "failed":
             line = f"[{n}/{len(self.jobs)}] failed  {job.prompt!r} (line {job.line}): {outcome['error']}"
         else:
-            line = f"[{n}/{len(self.jobs)}] {outcome['status']:<7} {job.prompt!r} in {outcome['seconds']:.1f} s -> {job.folder}"
+            line = (f"[{n}/{len(self.jobs)}] {outcome['status']:<7} {job.prompt!r} in {outcome['seconds']:.1f} s "
+                    f"-> {job.folder}")
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
@@ -153,9 +155,10 @@ def write_index_html(out: Path, jobs, outcomes: dict[int, dict]) -> Path:
         links = " · ".join(f'<a href="{rel}/{name}">{name}</a>' for name in LINKED_FILES
                            if (job.folder / name).is_file())
         error = f'<p class="error">{html.escape(o["error"])}</p>' if o.get("error") else ""
+        label = STATUS_LABELS.get(o["status"], o["status"])
         cards.append(f'<div class="card {html.escape(o["status"])}">{image}<p class="prompt">'
-                     f'{html.escape(job.prompt) or "(empty prompt)"}</p><p>{html.escape(o["status"])} · seed '
-                     f'{job.config["seed"]} · {rel}</p>{error}<p>{links}</p></div>')
+                     f'{html.escape(job.prompt) or "(empty prompt)"}</p><p>{label} · seed {job.config["seed"]} · '
+                     f'{rel}</p>{error}<p>{links}</p></div>')
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>lucidkit batch: {html.escape(out.name)}</title>
 <style>

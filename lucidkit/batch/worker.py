@@ -99,7 +99,7 @@ class Worker:
             with new_run(str(folder), cfg.prompt) as folder:
                 result = run(cfg, folder, resume=False, quiet=True, prior=prior, callbacks=callbacks)
         return {"status": "done", "steps": result.steps, "gaussians": result.gaussians,
-                "resumed_from": None if state == "new" else _checkpoint_step(result.folder)}
+                "resumed_from": None if state == "new" else _resumed_from(result.folder)}
 
     def _prior(self, prior_cfg):
         """The loaded prior for `prior_cfg`: the one kept from the last job if its config is the same."""
@@ -136,7 +136,7 @@ class Worker:
             self.board.update.remote(self.name, status)  # fire and forget: the loop does not wait for the driver
 
 
-def _checkpoint_step(folder: Path) -> int | None:
+def _resumed_from(folder: Path) -> int | None:
     """The step a resumed run started from, as its manifest records it."""
     import json
 

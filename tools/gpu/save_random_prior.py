@@ -42,7 +42,8 @@ def padded_tokenizer(vocab_size: int, max_len: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="Folder to write (must not exist, or be empty).")
-    parser.add_argument("--arch", default="sd21-base", help="Architecture under lucidkit/arch/ (sd21-base, sd15, tiny).")
+    parser.add_argument("--arch", default="sd21-base", 
+                        help="Architecture under lucidkit/arch/ (sd21-base, sd15, tiny).")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -67,7 +68,8 @@ def main() -> None:
     if args.out.exists():
         args.out.rmdir()
     tmp.rename(args.out)
-    print(f"wrote {args.out} ({args.arch}, random weights, {len(tokenizer)} tokens) in {time.perf_counter() - t0:.1f} s")
+    seconds = time.perf_counter() - t0
+    print(f"wrote {args.out} ({args.arch}, random weights, {len(tokenizer)} tokens) in {seconds:.1f} s")
 
 
 if __name__ == "__main__":
