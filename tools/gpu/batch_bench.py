@@ -5,7 +5,8 @@ fits a 10-minute call; results accumulate in --results (default /tmp/batch_bench
 warm) and every call prints the comparison of what has been measured so far (also written to $OUT).
 
     batch     N prompts through `lucidkit batch` (one worker per GPU; --workers 1 for one GPU)
-    separate  the same N prompts as N `lucidkit generate` processes, one after another (a shell loop)
+    separate  the same N prompts as N `lucidkit generate` processes, one after another (a shell loop); a call
+              cut off by its time limit continues with the next prompt when run again
     scale     N prompts through `batch` with 1 worker, then with every GPU (only on a machine with several)
     report    print the comparison only
 
@@ -31,15 +32,19 @@ PROMPTS = ["a DSLR photo of a hamburger", "a wooden chair", "a ceramic teapot", 
            "a leather boot", "a lighthouse"]
 
 
-def fresh_caches(results: Path, name: str) -> dict:
-    """Environment with empty compile caches for this measurement."""
+def cache_env(results: Path, name: str) -> dict:
+    """Environment whose compile caches are this measurement's own folders."""
     env = dict(os.environ)
     for var, sub in (("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("TRITON_CACHE_DIR", "triton")):
-        folder = results / "caches" / name / sub
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        env[var] = str(folder)
+        env[var] = str(results / "caches" / name / sub)
+        Path(env[var]).mkdir(parents=True, exist_ok=True)
     return env
+
+
+def fresh_caches(results: Path, name: str) -> dict:
+    """Environment with empty compile caches for this measurement (as on a fresh machine)."""
+    shutil.rmtree(results / "caches" / name, ignore_errors=True)
+    return cache_env(results, name)
 
 
 def timed(cmd: list[str], env: dict, log: Path) -> float:
@@ -76,17 +81,26 @@ def run_batch(args, name: str, workers: int | None) -> dict:
 
 
 def run_separate(args) -> dict:
-    env = fresh_caches(args.results, "separate")
-    jobs, t0 = [], time.perf_counter()
-    for i, prompt in enumerate(PROMPTS[: args.prompts]):
+    """One `generate` process per prompt, one after another; the result is saved after each, and a call that ran
+    out of time continues where it stopped (with the same compile cache) when run again."""
+    path = args.results / "separate.json"
+    done = json.loads(path.read_text()) if path.exists() else None
+    if done and len(done["jobs"]) < args.prompts:
+        env, jobs = cache_env(args.results, "separate"), done["jobs"]  # continue
+    else:
+        env, jobs = fresh_caches(args.results, "separate"), []
+    for i in range(len(jobs), args.prompts):
         out = args.results / "separate" / f"job{i}"
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [sys.executable, "-m", "lucidkit.commands.cli", "generate", prompt, "--model", str(args.model),
+        cmd = [sys.executable, "-m", "lucidkit.commands.cli", "generate", PROMPTS[i], "--model", str(args.model),
                "--preset", args.preset, "--steps", str(args.steps), "--out", str(out), "--quiet"]
         seconds = timed(cmd, env, args.results / f"separate-{i}.log")
         jobs.append({**manifest_row(out), "job_s": seconds})
+        # the processes run back to back, so the loop's wall time is the sum of theirs
+        result = {"mode": "separate", "wall_s": sum(j["job_s"] for j in jobs), "workers": 1, "jobs": jobs}
+        path.write_text(json.dumps(result, indent=1))
         print(f"  generate {i + 1}/{args.prompts}: {seconds:.1f} s", flush=True)
-    return {"mode": "separate", "wall_s": time.perf_counter() - t0, "workers": 1, "jobs": jobs}
+    return json.loads(path.read_text())
 
 
 def report(results: Path) -> str:
@@ -106,7 +120,7 @@ def report(results: Path) -> str:
             lines.append(f"  {j['prompt'][:28]:<28} job {j['job_s']:7.1f} s  load {j['load_prior_s']:5.1f} s  "
                          f"optimize {j['optimize_s']:6.1f} s  {j['s_per_update'] * 1000:6.1f} ms/update  "
                          f"outputs {j['outputs_s']:5.1f} s  start-up {startup:6.1f} s")
-    if "batch" in runs and "separate" in runs:
+    if "batch" in runs and "separate" in runs and len(runs["batch"]["jobs"]) == len(runs["separate"]["jobs"]):
         b, s = runs["batch"], runs["separate"]
         lines.append(f"\nbatch vs separate, {len(b['jobs'])} prompts: {b['wall_s']:.1f} s vs {s['wall_s']:.1f} s "
                      f"({s['wall_s'] - b['wall_s']:.1f} s saved, {s['wall_s'] / b['wall_s']:.2f}x)")
@@ -121,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["batch", "separate", "scale", "report"])
     parser.add_argument("--prompts", type=int, default=3, help="Number of prompts (default 3; scale: 2 per GPU).")
-    parser.add_argument("--steps", type=int, default=200, help="Updates per prompt (the fast preset has 2500).")
+    parser.add_argument("--steps", type=int, default=100, help="Updates per prompt (the fast preset has 2500).")
     parser.add_argument("--model", type=Path, default=Path("/tmp/sd21-random"), help="SD folder (random weights).")
     parser.add_argument("--preset", default="fast", help="Preset of every job (tiny: a CPU check of this script).")
     parser.add_argument("--results", type=Path, default=Path("/tmp/batch_bench"))
@@ -134,8 +148,7 @@ def main() -> None:
         result = run_batch(args, "batch", workers=1)
         (args.results / "batch.json").write_text(json.dumps(result, indent=1))
     elif args.mode == "separate":
-        result = run_separate(args)
-        (args.results / "separate.json").write_text(json.dumps(result, indent=1))
+        run_separate(args)
     elif args.mode == "scale":
         import torch
 

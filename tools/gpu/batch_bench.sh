@@ -2,8 +2,8 @@
 # On the GPU machine (bare, no network): install the carried packages, then run tools/gpu/batch_bench.py MODE.
 # Prepare here, once: the wheels bench/gpu_speed.sh uses (diffusers, gsplat, ... in .whl/) and Ray packed small
 # by tools/gpu/pack_ray.sh (.whl/ray-slim.tar.xz + jsonschema wheels). Then, on one warm machine, one call each:
-#   bash tools/gpu/batch_bench.sh batch        # 3 prompts × 200 updates through `lucidkit batch`, one GPU
-#   bash tools/gpu/batch_bench.sh separate     # the same as 3 `lucidkit generate` processes
+#   bash tools/gpu/batch_bench.sh batch        # 3 prompts × 100 updates through `lucidkit batch`, one GPU
+#   bash tools/gpu/batch_bench.sh separate     # the same as 3 `lucidkit generate` processes (again if cut off)
 #   bash tools/gpu/batch_bench.sh scale        # several GPUs only: 1 worker vs all (2 prompts per GPU)
 # Extra arguments go to batch_bench.py (--prompts N, --steps S). Each call prints every result so far and writes
 # it to $OUT/batch_bench.txt.
