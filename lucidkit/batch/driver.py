@@ -121,7 +121,11 @@ def _run_on_workers(ray, jobs, todo: deque, outcomes: dict, workers, gpus_per_jo
     names = [f"{'gpu' if plan.gpus else 'cpu'}-worker-{i}" for i in range(plan.workers)]
     actor_cls = ray.remote(Worker).options(num_gpus=plan.gpus, num_cpus=plan.cpus)
     actors = {name: actor_cls.remote(name, plan.threads, board) for name in names}
-    described = [ray.get(a.describe.remote()) for a in actors.values()]  # waits until every worker is placed
+    try:
+        described = ray.get([a.describe.remote() for a in actors.values()])  # waits until every worker is placed
+    except ray.exceptions.RayError as e:
+        raise UserError(f"the batch workers could not start ({type(e).__name__}); on a cluster, lucidkit must be "
+                        f"installed on every node") from None
     display = BatchDisplay(jobs, names, quiet=quiet, console=console)
     display.console.print(f"lucidkit batch: {len(todo)} job(s) to run, {len(outcomes)} already complete; "
                           f"{plan.note}", markup=False, highlight=False, soft_wrap=True)
@@ -150,10 +154,10 @@ def _run_on_workers(ray, jobs, todo: deque, outcomes: dict, workers, gpus_per_jo
                 display.finished(job, outcome, outcomes)
             display.update(outcomes, {j.index: n for n, j in running.values()}, ray.get(board.snapshot.remote()))
     except KeyboardInterrupt:
-        display.stop()
         raise UserError(f"interrupted with {len(running)} job(s) running; their checkpoints are kept. Run the "
                         f"same command again to skip the finished jobs and resume the others") from None
-    display.stop()
+    finally:
+        display.stop()
     return outcomes, described
 
 
