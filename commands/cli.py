@@ -19,6 +19,7 @@ COMMANDS = {
     "train-lora": "lucidkit.commands.train_lora:train_lora",
     "edit": "lucidkit.commands.edit:edit",
     "avatar": "lucidkit.commands.avatar:avatar",
+    "batch": "lucidkit.commands.batch:batch",
 }
 
 
@@ -82,6 +83,7 @@ def cli():
       lucidkit edit-image photo.png --prompt "a blue cube" --source-prompt "a red cube" --out edited.png
       lucidkit train-lora samples/lora-subject --token sks --class-word toy --out loras/sks-toy
       lucidkit avatar "a red person" --pose a-pose
+      lucidkit batch prompts.txt --model sd21-base --preset fast --out runs/level1   # every GPU, through Ray
     """
 
 

@@ -73,6 +73,8 @@ class GenerateTask(SceneTask):
 
 
 def run(cfg: GenerateConfig, folder: Path, resume: bool = False, quiet: bool = False,
-        announce=lambda message: None, prior=None) -> RunResult:
-    """Run (or resume) a generation into `folder` (see `scene_run.run_scene`)."""
-    return run_scene(GenerateTask(cfg), folder, resume=resume, quiet=quiet, announce=announce, prior=prior)
+        announce=lambda message: None, prior=None, callbacks=()) -> RunResult:
+    """Run (or resume) a generation into `folder` (see `scene_run.run_scene`): `prior`, a prior already loaded for
+    `cfg.prior` (`lucidkit batch` keeps one per worker); `callbacks`, more loop callbacks `(state, logs)`."""
+    return run_scene(GenerateTask(cfg), folder, resume=resume, quiet=quiet, announce=announce, prior=prior,
+                     callbacks=callbacks)

@@ -104,12 +104,13 @@ def load_checkpoint(folder: Path, cfg, strategy, device) -> TrainState:
 
 
 def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool = False,
-              announce=lambda message: None, prior=None) -> RunResult:
+              announce=lambda message: None, prior=None, callbacks=()) -> RunResult:
     """Run (or resume) `task` into `folder`, which `runs.prepare_run_dir` has checked.
 
     The input is checked and the prior loads before anything is written, so bad input leaves no half-made run folder
     behind. `announce(message)` reports the start of the optimisation (the command prints it). A `prior` already
-    loaded (for many runs in one process) is used instead of loading `cfg.prior`.
+    loaded (for many runs in one process) is used instead of loading `cfg.prior`; `callbacks` are more loop
+    callbacks `(state, logs)` after the progress, previews and checkpoints.
     """
     from lucidkit import export
 
@@ -154,13 +155,14 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
     with runs.Progress(cfg.loop.steps, start_step, task.command, quiet=quiet) as progress, \
             runs.checkpoint_on_interrupt(lambda: checkpoint(state), lambda: state.step, cfg.loop.steps,
                                          f"lucidkit {task.command} --resume {folder}"):
-        callbacks = [
+        every_update = [
             progress,
             runs.every(cfg.output.preview_every, lambda s: task.write_preview(
                 s, folder / "previews" / f"step_{s.step:06d}.png", view_size)),
             runs.every(cfg.output.checkpoint_every, checkpoint),
+            *callbacks,
         ]
-        optimize(state, sampler, objective, cfg.loop, cfg.optim, callbacks)
+        optimize(state, sampler, objective, cfg.loop, cfg.optim, every_update)
     loop_seconds = loop_timer.elapsed()
     checkpoint(state)
 
