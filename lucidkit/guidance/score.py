@@ -12,6 +12,12 @@ input at the same views. Without a negative prompt, the source prompt is then al
     sds  target = the injected noise ε
     dds  target = ε̂(x̂_t, source), the CFG noise of the source image's latents noised with the same ε and t
          (Delta Denoising Score: only the difference of the two scores moves z0)
+    ism with `ism_reference` (editing): the input's own interval score is subtracted, as DDS does for SDS:
+         grad ∝ (ε̂(x_t) − e_s) − (ε̂_source(x_t^ref) − e_s^ref), where x^ref is the input's latents inverted with
+         the same noise, t and s (one batch with z0, so no extra UNet calls, only larger batches). Plain ISM's
+         target e_s also pulls every pixel toward the source prompt's typical image (the interval's drift,
+         ε(x_t) − e_s, is not zero where the prompts agree); subtracting the input's drift leaves what the prompts
+         disagree on, so the layout and silhouette of the input stay.
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ class GuidanceConfig:
     """Most UNet calls the inversion may take (1 with xs_delta_t=1000 is the fast setting)."""
     disparity_ratio: float = 0.2
     """Fraction of updates that apply the guidance to the disparity map instead of RGB."""
+    ism_reference: bool = False
+    """Editing with 'ism': subtract the input's own interval score (same noise, t and s, source prompt), as DDS
+    does for SDS, so that only what the prompts disagree on changes (keeps the input's silhouette)."""
 
 
 class ScoreDistillation:
@@ -150,11 +159,20 @@ class ScoreDistillation:
         c, B = self.cfg, z0.shape[0]
         t, s = interval.t, interval.s
         source = self.source_embeddings(azimuth_deg)  # [B, L, D]
+        ism_ref = c.method == "ism" and c.ism_reference
+        if ism_ref and reference_latents is None:
+            raise ValueError("guidance.ism_reference needs the source images (reference) at the same views")
         if c.method == "ism":
+            # with ism_reference, the input's latents walk the same interval in the same batch: [z0; reference]
+            z_in = torch.cat([z0, reference_latents]) if ism_ref else z0  # [B or 2B, C, h, w]
+            src = torch.cat([source, source]) if ism_ref else source
             x_t, target = ism.ism_noisy_latents(
-                z0, lambda x, v: self._eps(x, v, source, cond), self.alphas, t, s,
-                noise=noise, xs_stride=c.xs_delta_t, xs_max_steps=c.xs_inv_steps, first_timestep=self.steps_offset,
+                z_in, lambda x, v: self._eps(x, v, src, cond), self.alphas, t, s,
+                noise=torch.cat([noise, noise]) if ism_ref else noise, xs_stride=c.xs_delta_t,
+                xs_max_steps=c.xs_inv_steps, first_timestep=self.steps_offset,
             )
+            if ism_ref:
+                (x_t, x_ref), (target, target_ref) = x_t.chunk(2), target.chunk(2)  # [B, C, h, w] each
         else:
             x_t, target = ism.sds_noisy_latents(z0, self.alphas, t, noise=noise)
 
@@ -167,10 +185,11 @@ class ScoreDistillation:
             weights, front_half, _ = perpneg.perpneg_weights(azimuth_deg.cpu(), c.negative_w, c.front_decay, c.side_decay)
             negs = perpneg.perpneg_negatives(front_half, self.e_front, self.e_side)  # [B, 2, L, D]
             xs, branches = xs + [x_t, x_t], branches + [negs[:, 0], negs[:, 1]]
-        if c.method == "dds":
+        if c.method == "dds" or ism_ref:
             if reference_latents is None:
                 raise ValueError("guidance 'dds' needs the source images (reference) at the same views")
-            x_ref = ism.add_noise(reference_latents, noise, self.alphas[t])  # [B, C, h, w], same ε and t
+            if c.method == "dds":
+                x_ref = ism.add_noise(reference_latents, noise, self.alphas[t])  # [B, C, h, w], same ε and t
             if self.source_is_unconditional:  # CFG of the source branch is then just ε(x̂_t, source)
                 xs, branches = xs + [x_ref], branches + [source]
             else:
@@ -181,8 +200,10 @@ class ScoreDistillation:
         eps_hat = perpneg.guided_noise(
             eps[0], eps[1], c.guidance_scale, eps_negs, to_device(weights, z0.device) if c.perp_neg else None
         )
-        if c.method == "dds":
-            target = eps[-1] if self.source_is_unconditional else perpneg.guided_noise(eps[-2], eps[-1], c.guidance_scale)
+        if c.method == "dds" or ism_ref:
+            eps_ref = eps[-1] if self.source_is_unconditional else perpneg.guided_noise(eps[-2], eps[-1], c.guidance_scale)
+            # dds: the source image's score is the target; ism: the input's interval score is subtracted
+            target = eps_ref if c.method == "dds" else target + (eps_ref - target_ref)
         return ism.score_gradient(eps_hat, target, self.alphas[t], c.lambda_guidance, c.weighting)
 
     def latent_loss(
