@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from lucidkit.errors import UserError
 from lucidkit.guidance import GuidanceConfig, ScoreDistillation, ism, perpneg, schedules
 
 
@@ -250,6 +251,8 @@ def test_ism_with_a_reference_subtracts_the_inputs_own_interval_score():
     assert plain_same.latent_gradient(ref, torch.zeros(2), iv, noise).abs().max() > 1e-3
     with pytest.raises(ValueError, match="reference"):
         ScoreDistillation(prior, "P", cfg, source_prompt="S").latent_gradient(z0, torch.zeros(2), iv, noise)
+    with pytest.raises(UserError, match="ism_reference is for editing"):
+        ScoreDistillation(prior, "P", cfg)  # generate has no input to subtract
 
 
 def test_latent_loss_injects_exactly_the_gradient():

@@ -89,6 +89,11 @@ class ScoreDistillation:
     def __init__(self, prior, prompt: str, cfg: GuidanceConfig, source_prompt: str | None = None):
         if cfg.method not in self.METHODS:
             raise ValueError(f"guidance.method must be one of {self.METHODS}, got {cfg.method!r}")
+        if cfg.ism_reference and source_prompt is None:
+            from lucidkit.errors import UserError
+
+            raise UserError("guidance.ism_reference is for editing (edit, edit-image): it subtracts the input's own "
+                            "interval score, and there is no input here; leave it false")
         self.prior, self.cfg = prior, cfg
         texts = [f"{prompt}, front view", f"{prompt}, side view", f"{prompt}, back view", prompt,
                  cfg.negative_prompt, ""]
