@@ -12,12 +12,12 @@ input at the same views. Without a negative prompt, the source prompt is then al
     sds  target = the injected noise ε
     dds  target = ε̂(x̂_t, source), the CFG noise of the source image's latents noised with the same ε and t
          (Delta Denoising Score: only the difference of the two scores moves z0)
-    ism with `ism_reference` (editing): the input's own interval score is subtracted, as DDS does for SDS:
-         grad ∝ (ε̂(x_t) − e_s) − (ε̂_source(x_t^ref) − e_s^ref), where x^ref is the input's latents inverted with
-         the same noise, t and s (one batch with z0, so no extra UNet calls, only larger batches). Plain ISM's
-         target e_s also pulls every pixel toward the source prompt's typical image (the interval's drift,
-         ε(x_t) − e_s, is not zero where the prompts agree); subtracting the input's drift leaves what the prompts
-         disagree on, so the layout and silhouette of the input stay.
+    ism with `ism_reference` (editing): target = ε̂_source(x_t^ref), the source prompt's score of the input's
+         latents walked up the same interval (same noise, t and s; one batch with z0, so no extra UNet calls, only
+         larger batches). Plain ISM's target e_s comes from z0's own walk, so ε(x_t) − e_s stays ~0 wherever z0
+         goes: nothing holds the pixels the prompts agree on, and the CFG difference spreads the edit past the
+         object (measured: the same gradient as plain ISM at the start, a grown silhouette after 200 updates). With
+         the input's score as the target, as DDS does with random noise, a drift away from the input is pulled back.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ class GuidanceConfig:
     disparity_ratio: float = 0.2
     """Fraction of updates that apply the guidance to the disparity map instead of RGB."""
     ism_reference: bool = False
-    """Editing with 'ism': subtract the input's own interval score (same noise, t and s, source prompt), as DDS
-    does for SDS, so that only what the prompts disagree on changes (keeps the input's silhouette)."""
+    """Editing with 'ism': the target is the source prompt's score of the input walked up the same interval (as DDS
+    does with random noise), which pulls back what the prompts agree on (keeps the input's silhouette)."""
 
 
 class ScoreDistillation:
@@ -92,8 +92,8 @@ class ScoreDistillation:
         if cfg.ism_reference and source_prompt is None:
             from lucidkit.errors import UserError
 
-            raise UserError("guidance.ism_reference is for editing (edit, edit-image): it subtracts the input's own "
-                            "interval score, and there is no input here; leave it false")
+            raise UserError("guidance.ism_reference is for editing (edit, edit-image): its target is the input's own "
+                            "score, and there is no input here; leave it false")
         self.prior, self.cfg = prior, cfg
         texts = [f"{prompt}, front view", f"{prompt}, side view", f"{prompt}, back view", prompt,
                  cfg.negative_prompt, ""]
@@ -177,7 +177,7 @@ class ScoreDistillation:
                 xs_max_steps=c.xs_inv_steps, first_timestep=self.steps_offset,
             )
             if ism_ref:
-                (x_t, x_ref), (target, target_ref) = x_t.chunk(2), target.chunk(2)  # [B, C, h, w] each
+                (x_t, x_ref), target = x_t.chunk(2), None  # [B, C, h, w] each; the target comes from x_ref
         else:
             x_t, target = ism.sds_noisy_latents(z0, self.alphas, t, noise=noise)
 
@@ -207,8 +207,7 @@ class ScoreDistillation:
         )
         if c.method == "dds" or ism_ref:
             eps_ref = eps[-1] if self.source_is_unconditional else perpneg.guided_noise(eps[-2], eps[-1], c.guidance_scale)
-            # dds: the source image's score is the target; ism: the input's interval score is subtracted
-            target = eps_ref if c.method == "dds" else target + (eps_ref - target_ref)
+            target = eps_ref  # the source image's score at the same t (dds: same noise; ism: same interval walk)
         return ism.score_gradient(eps_hat, target, self.alphas[t], c.lambda_guidance, c.weighting)
 
     def latent_loss(
