@@ -380,9 +380,7 @@ class EditObjective:
     def __call__(self, out, cams, step, splats):
         images = out.rgb.permute(0, 3, 1, 2)  # [B, 3, H, W]
         extra = {}
-        g = self.guidance.cfg
-        if g.method == "dds" or (g.method == "ism" and g.ism_reference):  # the input scene at the same views, on
-            # the same backgrounds
+        if self.guidance.cfg.method == "dds":  # the input scene at the same views, on the same backgrounds
             with torch.no_grad():
                 extra["reference"] = render_state(self.original, cams, out.info["backgrounds"]).rgb.permute(0, 3, 1, 2)
         loss, logs = self.guidance.loss(images, cams.azimuth_deg, step, self.state.generator, **extra)

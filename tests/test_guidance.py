@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from lucidkit.errors import UserError
 from lucidkit.guidance import GuidanceConfig, ScoreDistillation, ism, perpneg, schedules
 
 
@@ -220,38 +219,6 @@ def test_ism_with_a_source_prompt_inverts_with_the_source():
     source = prior.embed(["S"])[0]
     inversion = prior.embeddings[:-1]  # every call before the CFG call
     assert len(inversion) >= 2 and all(torch.equal(e, source.expand_as(e)) for e in inversion)
-
-
-def test_ism_with_a_reference_targets_the_inputs_own_score():
-    """Editing with ism_reference: the target is the source prompt's score of the input's latents walked up the same
-    interval (same noise, t, s), in the same UNet batches; an unedited image under its own prompt gets no gradient,
-    where plain ISM still moves it."""
-    prior = FakePrior()
-    cfg = GuidanceConfig(view_prompts=False, lambda_guidance=1.0, ism_reference=True, xs_delta_t=100, xs_inv_steps=3)
-    z0, ref = torch.randn(2, 2, 4, 4, dtype=torch.float64), torch.randn(2, 2, 4, 4, dtype=torch.float64)
-    noise, iv = torch.randn_like(z0), schedules.Interval(t=300, s=220, delta=80)
-    got = ScoreDistillation(prior, "P", cfg, source_prompt="S").latent_gradient(
-        z0, torch.zeros(2), iv, noise, reference_latents=ref)
-    calls = [b for b, _ in prior.calls]
-    assert calls == [4] * (len(calls) - 1) + [6]  # the input walks in the same batches; one CFG call of 3 branches
-    plain, source = (e.expand(2, 3, 4) for e in prior.embed(["P", "S"]))
-    eps = lambda x, v, e: prior.predict_noise(x, torch.full((2,), v), e)
-    walk = lambda z: ism.ism_noisy_latents(z, lambda x, v: eps(x, v, source), prior.alphas_cumprod, iv.t, iv.s,
-                                           noise=noise, xs_stride=100, xs_max_steps=3)[0]
-    x_t, x_ref = walk(z0), walk(ref)
-    a = prior.alphas_cumprod[iv.t]
-    guided = eps(x_t, iv.t, source) + 7.5 * (eps(x_t, iv.t, plain) - eps(x_t, iv.t, source))
-    want = ((1 - a) / a).sqrt() * (guided - eps(x_ref, iv.t, source))
-    assert torch.allclose(got, want, atol=1e-10)
-    same = ScoreDistillation(prior, "S", cfg, source_prompt="S")
-    assert same.latent_gradient(ref, torch.zeros(2), iv, noise, reference_latents=ref).abs().max() < 1e-12
-    plain_same = ScoreDistillation(prior, "S", GuidanceConfig(view_prompts=False, lambda_guidance=1.0),
-                                   source_prompt="S")
-    assert plain_same.latent_gradient(ref, torch.zeros(2), iv, noise).abs().max() > 1e-3
-    with pytest.raises(ValueError, match="reference"):
-        ScoreDistillation(prior, "P", cfg, source_prompt="S").latent_gradient(z0, torch.zeros(2), iv, noise)
-    with pytest.raises(UserError, match="ism_reference is for editing"):
-        ScoreDistillation(prior, "P", cfg)  # generate has no input
 
 
 def test_latent_loss_injects_exactly_the_gradient():

@@ -12,12 +12,6 @@ input at the same views. Without a negative prompt, the source prompt is then al
     sds  target = the injected noise ε
     dds  target = ε̂(x̂_t, source), the CFG noise of the source image's latents noised with the same ε and t
          (Delta Denoising Score: only the difference of the two scores moves z0)
-    ism with `ism_reference` (editing): target = ε̂_source(x_t^ref), the source prompt's score of the input's
-         latents walked up the same interval (same noise, t and s; one batch with z0, so no extra UNet calls, only
-         larger batches). Plain ISM's target e_s comes from z0's own walk, so ε(x_t) − e_s stays ~0 wherever z0
-         goes: nothing holds the pixels the prompts agree on, and the CFG difference spreads the edit past the
-         object (measured: the same gradient as plain ISM at the start, a grown silhouette after 200 updates). With
-         the input's score as the target, as DDS does with random noise, a drift away from the input is pulled back.
 """
 
 from __future__ import annotations
@@ -72,9 +66,6 @@ class GuidanceConfig:
     """Most UNet calls the inversion may take (1 with xs_delta_t=1000 is the fast setting)."""
     disparity_ratio: float = 0.2
     """Fraction of updates that apply the guidance to the disparity map instead of RGB."""
-    ism_reference: bool = False
-    """Editing with 'ism': the target is the source prompt's score of the input walked up the same interval (as DDS
-    does with random noise), which pulls back what the prompts agree on (keeps the input's silhouette)."""
 
 
 class ScoreDistillation:
@@ -89,11 +80,6 @@ class ScoreDistillation:
     def __init__(self, prior, prompt: str, cfg: GuidanceConfig, source_prompt: str | None = None):
         if cfg.method not in self.METHODS:
             raise ValueError(f"guidance.method must be one of {self.METHODS}, got {cfg.method!r}")
-        if cfg.ism_reference and source_prompt is None:
-            from lucidkit.errors import UserError
-
-            raise UserError("guidance.ism_reference is for editing (edit, edit-image): its target is the input's own "
-                            "score, and there is no input here; leave it false")
         self.prior, self.cfg = prior, cfg
         texts = [f"{prompt}, front view", f"{prompt}, side view", f"{prompt}, back view", prompt,
                  cfg.negative_prompt, ""]
@@ -164,20 +150,11 @@ class ScoreDistillation:
         c, B = self.cfg, z0.shape[0]
         t, s = interval.t, interval.s
         source = self.source_embeddings(azimuth_deg)  # [B, L, D]
-        ism_ref = c.method == "ism" and c.ism_reference
-        if ism_ref and reference_latents is None:
-            raise ValueError("guidance.ism_reference needs the source images (reference) at the same views")
         if c.method == "ism":
-            # with ism_reference, the input's latents walk the same interval in the same batch: [z0; reference]
-            z_in = torch.cat([z0, reference_latents]) if ism_ref else z0  # [B or 2B, C, h, w]
-            src = torch.cat([source, source]) if ism_ref else source
             x_t, target = ism.ism_noisy_latents(
-                z_in, lambda x, v: self._eps(x, v, src, cond), self.alphas, t, s,
-                noise=torch.cat([noise, noise]) if ism_ref else noise, xs_stride=c.xs_delta_t,
-                xs_max_steps=c.xs_inv_steps, first_timestep=self.steps_offset,
+                z0, lambda x, v: self._eps(x, v, source, cond), self.alphas, t, s,
+                noise=noise, xs_stride=c.xs_delta_t, xs_max_steps=c.xs_inv_steps, first_timestep=self.steps_offset,
             )
-            if ism_ref:
-                (x_t, x_ref), target = x_t.chunk(2), None  # [B, C, h, w] each; the target comes from x_ref
         else:
             x_t, target = ism.sds_noisy_latents(z0, self.alphas, t, noise=noise)
 
@@ -190,11 +167,10 @@ class ScoreDistillation:
             weights, front_half, _ = perpneg.perpneg_weights(azimuth_deg.cpu(), c.negative_w, c.front_decay, c.side_decay)
             negs = perpneg.perpneg_negatives(front_half, self.e_front, self.e_side)  # [B, 2, L, D]
             xs, branches = xs + [x_t, x_t], branches + [negs[:, 0], negs[:, 1]]
-        if c.method == "dds" or ism_ref:
+        if c.method == "dds":
             if reference_latents is None:
                 raise ValueError("guidance 'dds' needs the source images (reference) at the same views")
-            if c.method == "dds":
-                x_ref = ism.add_noise(reference_latents, noise, self.alphas[t])  # [B, C, h, w], same ε and t
+            x_ref = ism.add_noise(reference_latents, noise, self.alphas[t])  # [B, C, h, w], same ε and t
             if self.source_is_unconditional:  # CFG of the source branch is then just ε(x̂_t, source)
                 xs, branches = xs + [x_ref], branches + [source]
             else:
@@ -205,9 +181,8 @@ class ScoreDistillation:
         eps_hat = perpneg.guided_noise(
             eps[0], eps[1], c.guidance_scale, eps_negs, to_device(weights, z0.device) if c.perp_neg else None
         )
-        if c.method == "dds" or ism_ref:
-            eps_ref = eps[-1] if self.source_is_unconditional else perpneg.guided_noise(eps[-2], eps[-1], c.guidance_scale)
-            target = eps_ref  # the source image's score at the same t (dds: same noise; ism: same interval walk)
+        if c.method == "dds":
+            target = eps[-1] if self.source_is_unconditional else perpneg.guided_noise(eps[-2], eps[-1], c.guidance_scale)
         return ism.score_gradient(eps_hat, target, self.alphas[t], c.lambda_guidance, c.weighting)
 
     def latent_loss(
