@@ -50,7 +50,9 @@ for run in "$OUT"/quality/ism/{a-red-and-yellow-striped-cube,a-blue-and-white-st
   python3 tools/quality/probe.py compare "$run" 2>/dev/null | tee -a "$OUT/compare/compare.txt"
   cp "$run/compare.png" "$OUT/compare/$(basename "$run").png"
 done
+# keep what is small and useful: configs, manifests and the main ISM scenes (the ablations' scenes go)
 find "$OUT/quality" -name checkpoint.pt -delete 2>/dev/null
+find "$OUT/quality" -name scene.ply -not -path "*/quality/ism/*" -delete 2>/dev/null
 echo "total: $(( $(date +%s) - start ))s"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 true

@@ -89,6 +89,8 @@ def compare_run(folder: Path) -> str:
 
     cfg = config_lib.from_dict(GenerateConfig, config_lib.load_yaml(folder / "config.yaml"))
     splats = read_ply(folder / "scene.ply").splats
+    if torch.cuda.is_available():  # render with gsplat where there is one (24 yaw offsets x 16 views)
+        splats = {k: v.cuda() for k, v in splats.items()}
     score = score_scene(splats, cfg.prompt, cfg.guidance.method, cfg.camera, ToyEvaluator.load(), 0.0)
     cams = eval_cameras(cfg.camera, score.best_offset_deg)
     truth, _ = render_truth(cfg.prompt, eval_cameras(cfg.camera))
