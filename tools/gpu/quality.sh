@@ -26,12 +26,12 @@ EOF
 echo "gsplat build: $(( $(date +%s) - start ))s"
 
 # Ablation rows on three prompts: the toy preset before issue 19 (same machine, same call), each change of issue 19
-# put back alone, and two ISM settings (one inversion step; a smaller interval). Rows run after the main set, so a
+# put back alone, the densification tried and not adopted, and two ISM settings (one inversion step; a smaller interval). Rows run after the main set, so a
 # cut-short call loses ablations first.
 V=(
   --variant "ism-before=ism:camera.final_radius_range=[3.5,5.0];camera.final_fovy_range_rad=[0.16,0.60];densify.clone_split_scale=0.0105;densify.grad_threshold=0.00075;optim.means_lr_init=0.00056;optim.means_lr_final=0.0000056;init.radius=0.5"
   --variant "ism-recipe-cameras=ism:camera.final_radius_range=[3.5,5.0];camera.final_fovy_range_rad=[0.16,0.60]"
-  --variant "ism-recipe-densify=ism:densify.clone_split_scale=0.0105;densify.grad_threshold=0.00075"
+  --variant "ism-densify-64px=ism:densify.clone_split_scale=0.084;densify.grad_threshold=0.002"
   --variant "ism-recipe-lr=ism:optim.means_lr_init=0.00056;optim.means_lr_final=0.0000056"
   --variant "ism-inv1=ism:guidance.xs_delta_t=1000;guidance.xs_inv_steps=1"
   --variant "ism-dt25=ism:guidance.delta_t=25"
