@@ -26,8 +26,9 @@ EOF
 echo "gsplat build: $(( $(date +%s) - start ))s"
 
 # Ablation rows on three prompts: the toy preset before issue 19 (same machine, same call), each change of issue 19
-# put back alone, the densification tried and not adopted, and two ISM settings (one inversion step; a smaller interval). Rows run after the main set, so a
-# cut-short call loses ablations first.
+# put back alone, the densification tried and not adopted, and two ISM settings (one inversion step; a smaller
+# interval). Rows run after the main set, so a cut-short call loses ablations first (quality.json keeps every
+# finished run; quality.txt is written only when all finish, quality.log has every row either way).
 V=(
   --variant "ism-before=ism:camera.final_radius_range=[3.5,5.0];camera.final_fovy_range_rad=[0.16,0.60];densify.clone_split_scale=0.0105;densify.grad_threshold=0.00075;optim.means_lr_init=0.00056;optim.means_lr_final=0.0000056;init.radius=0.5"
   --variant "ism-recipe-cameras=ism:camera.final_radius_range=[3.5,5.0];camera.final_fovy_range_rad=[0.16,0.60]"
