@@ -21,6 +21,7 @@ QUALITY_EPILOG = """\b
 Examples:
   lucidkit bench quality                                 # the full prompt set (one GPU: minutes)
   lucidkit bench quality --prompts 1 --steps 60          # a one-prompt smoke run (CPU)
+  lucidkit bench quality --methods ism --variant 'ism-dt25=ism:guidance.delta_t=25' --variant-prompt 'a red cube'
 """
 
 
@@ -59,13 +60,19 @@ def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
 @click.option("--device", default="auto", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any generate config field.")
 @click.option("--jobs", default=1, show_default=True, help="Runs at once, each in its own process (GPU: ~10).")
+@click.option("--variant", "variant_list", multiple=True, metavar="NAME=METHOD:KEY=VALUE;...",
+              help="An ablation row: METHOD with these overrides, e.g. 'ism-dt25=ism:guidance.delta_t=25'.")
+@click.option("--variant-prompt", "variant_prompts", multiple=True,
+              help="Run the ablation rows on these prompts only (repeatable; default: every prompt).")
 @click.option("--out", default="docs/results/quality.json", show_default=True, type=click.Path(),
               help="Results JSON (a .txt table and the run folders go beside it).")
-def quality(model, n_prompts, prompt_list, methods, steps, seed, device, sets, jobs, out):
+def quality(model, n_prompts, prompt_list, methods, steps, seed, device, sets, jobs, variant_list, variant_prompts,
+            out):
     """Generate the fixed toy prompt set with ISM, SDS and ISM without Perp-Neg; score against ground truth."""
-    from lucidkit.bench.quality import PROMPTS, bench_quality
+    from lucidkit.bench.quality import PROMPTS, bench_quality, parse_variant
     from lucidkit.config import parse_overrides
 
     prompts = tuple(prompt_list) or (PROMPTS[:n_prompts] if n_prompts else PROMPTS)
     bench_quality(prompts=prompts, methods=tuple(m.strip() for m in methods.split(",") if m.strip()), seed=seed,
-                  steps=steps, model=model, device=device, out=out, extra=parse_overrides(sets), jobs=jobs)
+                  steps=steps, model=model, device=device, out=out, extra=parse_overrides(sets), jobs=jobs,
+                  variants=tuple(parse_variant(v) for v in variant_list), variant_prompts=variant_prompts)

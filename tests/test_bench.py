@@ -2,6 +2,8 @@
 
 import json
 
+import yaml
+
 from click.testing import CliRunner
 
 from lucidkit.commands.cli import cli
@@ -29,14 +31,25 @@ def test_toy_generate_matches_the_prompt(tmp_path):
 def test_quality_benchmark_smoke_writes_its_table(tmp_path):
     out = tmp_path / "quality.json"
     result = CliRunner().invoke(cli, ["bench", "quality", "--prompt", "a house", "--methods", "ism,ism-noperpneg",
-                                      "--steps", "4", "--set", "loop.batch_size=2", "--out", str(out)])
+                                      "--steps", "4", "--set", "loop.batch_size=2", "--out", str(out),
+                                      "--variant", "ism-g3=ism:guidance.guidance_scale=3;guidance.delta_t=25"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert [r["method"] for r in data["runs"]] == ["ism", "ism-noperpneg"]
+    assert [r["method"] for r in data["runs"]] == ["ism", "ism-noperpneg", "ism-g3"]
+    assert data["variants"][0]["overrides"] == {"guidance": {"guidance_scale": 3, "delta_t": 25}}
     for r in data["runs"]:
         assert 0.0 <= r["prompt_accuracy"] <= 1.0 and 0.0 <= r["view_consistency"] <= 1.0 and r["psnr"] > 0
+        assert 0.0 <= r["silhouette_iou"] <= 1.0 and r["size_ratio"] >= 0.0
     table = out.with_suffix(".txt").read_text()
-    assert "ism-noperpneg" in table and "janus" in table
+    assert "ism-noperpneg" in table and "janus" in table and "iou" in table and "ism-g3" in table
+    saved = yaml.safe_load((tmp_path / "quality" / "ism-g3" / "a-house" / "config.yaml").read_text())
+    assert saved["guidance"]["guidance_scale"] == 3 and saved["guidance"]["delta_t"] == 25
+
+
+def test_quality_benchmark_refuses_a_malformed_variant(tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "quality", "--prompt", "a house", "--variant", "nomethod",
+                                      "--out", str(tmp_path / "q.json")])
+    assert result.exit_code == 2 and "--variant expects" in result.output
 
 
 def test_speed_benchmark_smoke_on_cpu(tmp_path):
@@ -53,3 +66,26 @@ def test_speed_benchmark_smoke_on_cpu(tmp_path):
         regimes = [c[f"ms_per_update_{k}"] for k in ("early", "mid", "late")]
         assert min(regimes) <= c["ms_per_update_recipe"] <= max(regimes)
     assert "speed-up" in out.with_suffix(".txt").read_text()
+
+
+def test_silhouette_scores_of_the_truth_and_of_a_scaled_copy():
+    """The truth scored against itself covers the same pixels (IoU 1, size 1); a copy shrunk to half its size about
+    the orbit centre reads as half the size, and overlaps a quarter of the truth's silhouette."""
+    import math
+
+    import torch
+
+    from lucidkit.bench.quality import score_scene
+    from lucidkit.cameras import CameraConfig
+    from lucidkit.toyworld.captions import ground_truth
+    from lucidkit.toyworld.evaluator import ToyEvaluator
+
+    evaluator = ToyEvaluator.load()
+    truth = ground_truth("a house")
+    same = score_scene(truth, "a house", "truth", CameraConfig(), evaluator, 0.0)
+    assert same.silhouette_iou > 0.99 and abs(same.size_ratio - 1) < 0.01
+    half = dict(truth, means=truth["means"] * 0.5, scales=truth["scales"] + math.log(0.5))
+    small = score_scene(half, "a house", "half", CameraConfig(), evaluator, 0.0)
+    assert abs(small.size_ratio - 0.5) < 0.05, small.size_ratio
+    assert 0.18 < small.silhouette_iou < 0.32, small.silhouette_iou
+    assert torch.isfinite(torch.tensor(small.psnr)) and small.psnr < same.psnr

@@ -11,6 +11,10 @@ polar 90° and 60°, white background) and compared with the ground-truth object
                        any yaw, so for them the best over azimuth offsets (every 15°) is taken
     detail             high-frequency (Laplacian) energy of the render relative to the ground truth's, on the
                        object: 1 = as detailed as the truth, < 1 = over-smoothed (what destroys stripes)
+    silhouette IoU     intersection over union of the object masks (alpha > 0.5) of the render and the truth,
+                       over all eval views, at the pose PSNR picked (objects without a front: best yaw)
+    size ratio         the render's linear size over the truth's: sqrt(mask area / the truth's mask area), over
+                       all eval views; 1 = the truth's size, 0.5 = half as tall and wide
     time               seconds per prompt (the whole generate run)
 """
 
@@ -75,6 +79,20 @@ def detail_ratio(render: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) 
     return float(energy(render) / energy(truth).clamp_min(1e-10))
 
 
+def silhouette_iou(alpha: torch.Tensor, truth_alpha: torch.Tensor, threshold: float = 0.5) -> float:
+    """IoU of the object masks (alpha > threshold) over all views; alphas [V, H, W] or [V, H, W, 1] in [0, 1]."""
+    a, b = alpha > threshold, truth_alpha > threshold
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union > 0 else 1.0
+
+
+def size_ratio(alpha: torch.Tensor, truth_alpha: torch.Tensor, threshold: float = 0.5) -> float:
+    """Linear size of the rendered object relative to the truth's: sqrt of the ratio of mask areas (alpha >
+    threshold) summed over all views. 0 when the render is empty; inf when the truth is."""
+    area, truth_area = float((alpha > threshold).sum()), float((truth_alpha > threshold).sum())
+    return math.sqrt(area / truth_area) if truth_area > 0 else float("inf")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # One run: generate, render at eval cameras, compare
 # --------------------------------------------------------------------------------------------------------------
@@ -93,6 +111,8 @@ class RunScore:
     best_offset_deg: float
     seconds: float
     gaussians: int
+    silhouette_iou: float = float("nan")
+    size_ratio: float = float("nan")
 
 
 def eval_cameras(camera_cfg, offset_deg: float = 0.0):
@@ -109,13 +129,11 @@ def eval_cameras(camera_cfg, offset_deg: float = 0.0):
 def score_scene(splats, prompt: str, method: str, camera_cfg, evaluator, seconds: float) -> RunScore:
     """Compare a generated scene (engine ParameterDict) with the prompt's ground truth."""
     from lucidkit.runs import render_views
-    from lucidkit.toyworld.captions import is_oriented, object_of_prompt
-    from lucidkit.toyworld.data import render_object
+    from lucidkit.toyworld.captions import is_oriented
 
     cams = eval_cameras(camera_cfg)
-    white = torch.ones(len(cams), 3)
-    truth = render_object(object_of_prompt(prompt), cams, white).cpu()  # [V, H, W, 3]
-    truth_alpha = (truth < 0.98).any(-1)  # the truth's object pixels on white
+    truth, truth_alpha = render_truth(prompt, cams)  # [V, H, W, 3], [V, H, W]
+    truth_pixels = (truth < 0.98).any(-1)  # where PSNR looks: the truth's object pixels on white, as before
     rgb, alpha, _ = render_views(splats, cams)
     az = cams.azimuth_deg
     offsets = (0,) if is_oriented(prompt) else OFFSETS_DEG
@@ -125,11 +143,11 @@ def score_scene(splats, prompt: str, method: str, camera_cfg, evaluator, seconds
             rgb_off, alpha_off, _ = render_views(splats, eval_cameras(camera_cfg, off))
         else:
             rgb_off, alpha_off = rgb, alpha
-        mask = truth_alpha | (alpha_off[..., 0] > 0.05)
+        mask = truth_pixels | (alpha_off[..., 0] > 0.05)
         value = psnr(rgb_off, truth, mask)
         if best is None or value > best[0]:
-            best = (value, off, rgb_off, mask)
-    value, off, rgb_best, mask = best
+            best = (value, off, rgb_off, mask, alpha_off[..., 0])
+    value, off, rgb_best, mask, alpha_best = best
     ssim = float(ssim_map(rgb_best, truth)[mask].mean())
     return RunScore(
         prompt=prompt, method=method,
@@ -138,7 +156,18 @@ def score_scene(splats, prompt: str, method: str, camera_cfg, evaluator, seconds
         multi_face_rate=evaluator.multi_face_rate(rgb, az, prompt),
         psnr=value, ssim=ssim, detail=detail_ratio(rgb_best, truth, mask), best_offset_deg=float(off),
         seconds=seconds, gaussians=len(splats["means"]),
+        silhouette_iou=silhouette_iou(alpha_best, truth_alpha), size_ratio=size_ratio(alpha_best, truth_alpha),
     )
+
+
+def render_truth(prompt: str, cams) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt's ground truth at `cams` on white: (rgb [V, H, W, 3], alpha [V, H, W]) on the CPU."""
+    from lucidkit.toyworld.captions import ground_truth
+    from lucidkit.toyworld.data import render_splats
+
+    with torch.no_grad():
+        rgb, alpha = render_splats(ground_truth(prompt), cams, torch.ones(len(cams), 3))
+    return rgb.cpu(), alpha[..., 0].cpu()
 
 
 def method_overrides(method: str, prompt: str) -> dict:
@@ -152,7 +181,8 @@ def method_overrides(method: str, prompt: str) -> dict:
 
 
 def run_one(prompt: str, method: str, seed: int, steps: int | None, model: str, device: str, folder: Path,
-            evaluator, extra: dict | None = None) -> RunScore:
+            evaluator, extra: dict | None = None, label: str | None = None) -> RunScore:
+    """Generate `prompt` with `method`'s settings (+ `extra` overrides) and score it; the row is named `label`."""
     from lucidkit.config import deep_merge
     from lucidkit.generate import resolve_config, run
 
@@ -169,21 +199,39 @@ def run_one(prompt: str, method: str, seed: int, steps: int | None, model: str, 
     from lucidkit.splat.ply import read_ply
 
     splats = read_ply(result.scene).splats
-    return score_scene(splats, prompt, method, cfg.camera, evaluator, seconds)
+    return score_scene(splats, prompt, label or method, cfg.camera, evaluator, seconds)
 
 
 def _run_job(job: tuple) -> dict:
     """One (prompt, method) run in a worker process (its own prior and evaluator)."""
-    prompt, method, seed, steps, model, device, folder, extra, threads = job
+    prompt, label, method, seed, steps, model, device, folder, extra, threads = job
     from lucidkit.toyworld.evaluator import ToyEvaluator
 
     torch.set_num_threads(threads)
-    return asdict(run_one(prompt, method, seed, steps, model, device, Path(folder), ToyEvaluator.load(), extra))
+    return asdict(run_one(prompt, method, seed, steps, model, device, Path(folder), ToyEvaluator.load(), extra,
+                          label))
+
+
+def parse_variant(text: str) -> tuple[str, str, dict]:
+    """'NAME=METHOD:KEY=VALUE;KEY=VALUE' → (name, method, overrides): an ablation row, e.g.
+    'ism-dt25=ism:guidance.delta_t=25' (values are YAML, as for --set)."""
+    from lucidkit.config import ConfigError, parse_overrides
+
+    name, sep, rest = text.partition("=")
+    method, _, sets = rest.partition(":")
+    if not sep or not name.strip() or method.strip() not in METHODS:
+        raise ConfigError(f"--variant expects NAME=METHOD:KEY=VALUE;KEY=VALUE with METHOD one of {', '.join(METHODS)}"
+                          f", got {text!r}")
+    return name.strip(), method.strip(), parse_overrides([s for s in sets.split(";") if s.strip()])
 
 
 def bench_quality(prompts=PROMPTS, methods=METHODS, seed: int = 0, steps: int | None = None, model: str = "toy",
-                  device: str = "auto", out: str | None = None, extra: dict | None = None, jobs: int = 1) -> dict:
+                  device: str = "auto", out: str | None = None, extra: dict | None = None, jobs: int = 1,
+                  variants=(), variant_prompts=()) -> dict:
     """Run every (prompt, method) pair, print one table, save JSON + text next to `out`.
+
+    `variants`: ablation rows `(name, method, overrides)` (see `parse_variant`), run on `variant_prompts` (default:
+    every prompt) in the same worker pool.
 
     `jobs` > 1 runs pairs in that many worker processes (the toy prior is launch-bound on a GPU, so several runs
     share one GPU well); results are written after every finished run, so a benchmark cut short keeps them.
@@ -194,9 +242,17 @@ def bench_quality(prompts=PROMPTS, methods=METHODS, seed: int = 0, steps: int | 
     from lucidkit.toyworld.captions import is_oriented
 
     work = Path(out).with_suffix("") if out else Path(tempfile.mkdtemp(prefix="lucidkit-quality-"))
+    from lucidkit.config import deep_merge
+
     pairs = [(p, m) for p in prompts for m in methods if m != "ism-noperpneg" or is_oriented(p)]
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    todo = [(p, m, seed, steps, model, device, str(work / m / _slug(p)), extra, threads) for p, m in pairs]
+    todo = [(p, m, m, seed, steps, model, device, str(work / m / _slug(p)), extra, threads) for p, m in pairs]
+    for name, method, overrides in variants:
+        for p in variant_prompts or prompts:
+            if method != "ism-noperpneg" or is_oriented(p):
+                pairs.append((p, name))
+                todo.append((p, name, method, seed, steps, model, device, str(work / name / _slug(p)),
+                             deep_merge(extra or {}, overrides), threads))
     scores: list[RunScore] = []
 
     def record(score: RunScore) -> None:
@@ -219,6 +275,7 @@ def bench_quality(prompts=PROMPTS, methods=METHODS, seed: int = 0, steps: int | 
         order = {pair: i for i, pair in enumerate(pairs)}
         scores.sort(key=lambda s: order[(s.prompt, s.method)])
     results = {"prompts": list(prompts), "methods": list(methods), "seed": seed, "steps": steps,
+               "variants": [{"name": n, "method": m, "overrides": o} for n, m, o in variants],
                "runs": [asdict(s) for s in scores], "summary": summarise(scores)}
     table = format_table(results)
     print(table, flush=True)
@@ -242,6 +299,9 @@ def summarise(scores: list[RunScore]) -> dict:
             "psnr": mean([s.psnr for s in rows]),
             "ssim": mean([s.ssim for s in rows]),
             "detail": mean([s.detail for s in rows]),
+            "silhouette_iou": mean([s.silhouette_iou for s in rows]),
+            "min_silhouette_iou": min((s.silhouette_iou for s in rows), default=float("nan")),
+            "size_ratio": mean([s.size_ratio for s in rows]),
             "seconds_per_prompt": mean([s.seconds for s in rows]),
         }
     return summary
@@ -249,21 +309,23 @@ def summarise(scores: list[RunScore]) -> dict:
 
 def format_row(s: RunScore) -> str:
     return (f"{s.method:<14}{s.prompt:<38}{s.prompt_accuracy:>6.2f}{_f(s.view_consistency):>7}"
-            f"{_f(s.multi_face_rate):>7}{s.psnr:>7.2f}{s.ssim:>7.3f}{s.detail:>7.2f}{s.seconds:>8.1f}")
+            f"{_f(s.multi_face_rate):>7}{s.psnr:>7.2f}{s.ssim:>7.3f}{s.detail:>7.2f}{_f(s.silhouette_iou):>7}"
+            f"{_f(s.size_ratio):>7}{s.seconds:>8.1f}")
 
 
 def format_table(results: dict) -> str:
     head = (f"{'method':<14}{'prompt':<38}{'acc':>6}{'view':>7}{'janus':>7}{'psnr':>7}{'ssim':>7}{'detail':>7}"
-            f"{'sec':>8}")
+            f"{'iou':>7}{'size':>7}{'sec':>8}")
     lines = ["lucidkit bench quality — toy world, seed %s, steps %s" % (results["seed"], results["steps"] or "preset"),
              head]
     lines += [format_row(RunScore(**r)) for r in results["runs"]]
     lines.append("")
     lines.append(f"{'method':<14}{'runs':>5}{'acc':>7}{'view':>7}{'janus':>7}{'psnr':>7}{'ssim':>7}{'detail':>7}"
-                 f"{'sec/prompt':>11}")
+                 f"{'iou':>7}{'min iou':>8}{'size':>7}{'sec/prompt':>11}")
     for method, m in results["summary"].items():
         lines.append(f"{method:<14}{m['runs']:>5}{m['prompt_accuracy']:>7.2f}{_f(m['view_consistency']):>7}"
                      f"{_f(m['multi_face_rate']):>7}{m['psnr']:>7.2f}{m['ssim']:>7.3f}{m['detail']:>7.2f}"
+                     f"{_f(m['silhouette_iou']):>7}{_f(m['min_silhouette_iou']):>8}{_f(m['size_ratio']):>7}"
                      f"{m['seconds_per_prompt']:>11.1f}")
     return "\n".join(lines)
 
