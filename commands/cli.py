@@ -16,6 +16,8 @@ COMMANDS = {
     "edit-image": "lucidkit.commands.edit_image:edit_image",
     "train-lora": "lucidkit.commands.train_lora:train_lora",
     "edit": "lucidkit.commands.edit:edit",
+    "export": "lucidkit.commands.export:export",
+    "view": "lucidkit.commands.view:view",
 }
 
 
@@ -61,6 +63,8 @@ def cli():
       lucidkit edit samples/red-cube.ply --prompt "a blue cube" --source-prompt "a red cube"
       lucidkit edit-image photo.png --prompt "a blue cube" --source-prompt "a red cube" --out edited.png
       lucidkit train-lora samples/lora-subject --token sks --class-word toy --out loras/sks-toy
+      lucidkit export outputs/a-red-cube-20261124-101500 --format splat,glb
+      lucidkit view samples/red-cube.ply
     """
 
 

@@ -14,6 +14,7 @@ Examples:
                     --preset fast --seed 3 --out runs/burger
   lucidkit generate --resume runs/burger                               # continue an interrupted run
   lucidkit generate "a house" --guidance sds --set guidance.delta_t=50 --set loop.steps=800
+  lucidkit generate "a red cube" --export splat,glb                     # also scene.splat, scene.glb
 
 \b
 Outputs in the run folder (outputs/<prompt>-<time>/ unless --out): scene.ply (INRIA 3DGS layout),
@@ -43,8 +44,11 @@ Use --list-fields to see every field --set accepts.
 @options.resume
 @options.quiet
 @options.list_fields
+@click.option("--export", "export_formats", metavar="NAMES",
+              help="At the end, also export scene.ply: splat, ply-compressed, glb, obj, mesh-ply or all "
+                   "(comma-separated; see lucidkit export).")
 def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, tokenizer, lora, lora_scale, precision,
-             device, sets, out, resume, quiet, list_fields):
+             device, sets, out, resume, quiet, list_fields, export_formats):
     """Generate a 3D Gaussian asset from a text PROMPT with Interval Score Matching."""
     from pathlib import Path
 
@@ -53,6 +57,10 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, t
     from lucidkit.generate import GenerateConfig, run
     from lucidkit.runs import new_run, resume_run
 
+    if export_formats:  # a bad format name fails now, not after the run
+        from lucidkit.exporters import check_formats
+
+        export_formats = check_formats(export_formats)
     if resume:
         folder, cfg = resume_run(resume, GenerateConfig)
         if prompt and prompt != cfg.prompt:
@@ -81,4 +89,8 @@ def generate(prompt, model, preset, seed, steps, guidance, perp_neg, negative, t
             result = run(cfg, folder, resume=False, quiet=quiet, announce=lambda m: click.echo(m, err=True))
     click.echo(f"Wrote {Path(result.scene)} ({result.gaussians} Gaussians, {result.steps} updates, "
                f"{result.seconds:.1f} s) and preview.png, turntable, manifest.json in {result.folder}")
+    if export_formats:
+        from lucidkit.exporters import export_scene
+
+        export_scene(result.scene, export_formats, announce=click.echo)
 
