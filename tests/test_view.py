@@ -119,7 +119,7 @@ const camera = new SPLAT.Camera();
 camera.data.fx = {focal}; camera.data.fy = {focal};
 camera.position = new SPLAT.Vector3(0, 0, -{distance});
 await SPLAT.Loader.LoadAsync("./cube.splat", scene, () => {{}});
-setInterval(() => renderer.render(scene, camera), 100);  // headless Chromium runs no animation frames
+setInterval(() => renderer.render(scene, camera), 200);  // headless Chromium runs no animation frames
 </script></body></html>"""
 
 
@@ -162,7 +162,7 @@ def test_splat_file_shows_a_red_cube_at_the_right_place_in_a_web_viewer(tmp_path
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         image = screenshot(f"http://127.0.0.1:{httpd.server_address[1]}/index.html", tmp_path / "shot.png",
-                           size, size, budget_ms=5000)
+                           size, size, budget_ms=12000)
     finally:
         httpd.shutdown()
     red = red_mask(image)
