@@ -97,31 +97,45 @@ def density_grid(splats: dict, resolution: int = 192, opacity_min: float = 0.05,
 
     sigmas = g["scales"].clamp_min(voxel)  # [n, 3] at least one voxel: no disc slips between grid points
     rot = _rotation_matrices(g["quats"])  # [n, 3, 3]
-    inv_cov = rot @ torch.diag_embed(sigmas**-2) @ rot.transpose(1, 2)  # [n, 3, 3]
+    inv_cov = rot @ torch.diag_embed(sigmas**-2) @ rot.transpose(1, 2)  # [n, 3, 3] A = Sigma^-1
     window = (CUTOFF_SIGMAS * sigmas.max(dim=1).values / voxel).ceil().clamp(1, MAX_WINDOW).long()  # [n] voxels
     centre = ((means - lo) / voxel).round().long()  # [n, 3] nearest grid point
+    delta = lo + centre.double() * voxel - means  # [n, 3] that grid point minus the Gaussian's centre
+    # The squared Mahalanobis distance at grid point centre + o (o an integer offset) is, with d = delta + v o,
+    #   m = delta^T A delta + 2 v o^T (A delta) + v^2 o^T A o:  two small matrix products per window size.
+    m0 = torch.einsum("ni,nij,nj->n", delta, inv_cov, delta).float()  # [n]
+    a_delta = torch.einsum("nij,nj->ni", inv_cov, delta).float()  # [n, 3]
+    a6 = torch.stack([inv_cov[:, 0, 0], inv_cov[:, 1, 1], inv_cov[:, 2, 2],
+                      2 * inv_cov[:, 0, 1], 2 * inv_cov[:, 0, 2], 2 * inv_cov[:, 1, 2]], dim=1).float()  # [n, 6]
 
-    density = torch.zeros(dims[0] * dims[1] * dims[2], dtype=torch.float64)
-    color_sum = torch.zeros(density.shape[0], 3, dtype=torch.float64)
-    dims_t = torch.tensor(dims)
-    strides = torch.tensor([dims[1] * dims[2], dims[2], 1])
+    # Splat into a grid padded by the largest window on every side, so no window needs a bounds check; crop after.
+    pad = int(window.max())
+    padded = [d + 2 * pad for d in dims]
+    strides = torch.tensor([padded[1] * padded[2], padded[2], 1])
+    centre_flat = ((centre + pad) * strides).sum(-1)  # [n]
+    density = torch.zeros(padded[0] * padded[1] * padded[2], dtype=torch.float32)
+    color_sum = torch.zeros(density.shape[0], 3, dtype=torch.float32)
+    rgb, opacities = g["rgb"].float(), g["opacities"].float()
     for r in window.unique().tolist():  # one window size at a time: all offsets are one tensor
         ids = (window == r).nonzero()[:, 0]
         axis = torch.arange(-r, r + 1)
         offsets = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)  # [K, 3]
-        chunk = max(1, 2_000_000 // offsets.shape[0])
+        offset_flat = (offsets * strides).sum(-1)  # [K]
+        o = offsets.float()
+        o6 = torch.stack([o[:, 0] ** 2, o[:, 1] ** 2, o[:, 2] ** 2,
+                          o[:, 0] * o[:, 1], o[:, 0] * o[:, 2], o[:, 1] * o[:, 2]], dim=1)  # [K, 6]
+        chunk = max(1, 4_000_000 // offsets.shape[0])
         for part in ids.split(chunk):
-            cells = centre[part, None, :] + offsets  # [c, K, 3]
-            d = lo + cells.double() * voxel - means[part, None, :]  # [c, K, 3] grid point - centre
-            m = torch.einsum("cki,cij,ckj->ck", d, inv_cov[part], d)  # [c, K] squared Mahalanobis distance
-            inside = (m < CUTOFF_SIGMAS**2) & ((cells >= 0) & (cells < dims_t)).all(-1)  # [c, K]
-            w = g["opacities"][part, None] * torch.exp(-0.5 * m)  # [c, K]
-            flat = (cells * strides).sum(-1)[inside]  # [k]
-            w_in = w[inside]  # [k]
-            density.index_add_(0, flat, w_in)
-            rgb = g["rgb"][part, None, :].expand(-1, offsets.shape[0], -1)[inside]  # [k, 3]
-            color_sum.index_add_(0, flat, w_in[:, None] * rgb)
-    return DensityGrid(density.reshape(dims).numpy(), color_sum.reshape(*dims, 3).numpy(), lo.numpy(), voxel)
+            m = m0[part, None] + (2 * voxel) * (a_delta[part] @ o.T) + voxel**2 * (a6[part] @ o6.T)  # [c, K]
+            rows, cols = (m < CUTOFF_SIGMAS**2).nonzero(as_tuple=True)  # [k] kept (Gaussian in part, offset)
+            w = opacities[part][rows] * torch.exp(-0.5 * m[rows, cols])  # [k]
+            flat = centre_flat[part][rows] + offset_flat[cols]  # [k] flat index in the padded grid
+            density.index_add_(0, flat, w)
+            color_sum.index_add_(0, flat, w[:, None] * rgb[part][rows])
+    crop = (slice(pad, pad + dims[0]), slice(pad, pad + dims[1]), slice(pad, pad + dims[2]))
+    density = density.reshape(padded)[crop].double()
+    color_sum = color_sum.reshape(*padded, 3)[crop].double()
+    return DensityGrid(density.numpy(), color_sum.numpy(), lo.numpy(), voxel)
 
 
 def fill_inside(density: np.ndarray, level: float) -> np.ndarray:
