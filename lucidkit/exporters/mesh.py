@@ -202,7 +202,8 @@ def extract_mesh(splats: dict, faces: int = 50_000, resolution: int = 192, level
         keep = [p for p in parts if len(p.faces) >= min_island * len(mesh.faces)]
         mesh = trimesh.util.concatenate(keep or [max(parts, key=lambda p: len(p.faces))])
     if len(mesh.faces) > faces:
-        mesh = mesh.simplify_quadric_decimation(face_count=faces)
+        # aggression 3 of 10 (default 7): slower, but keeps sharp-edged shapes watertight (measured on toy cubes)
+        mesh = mesh.simplify_quadric_decimation(face_count=faces, aggression=3)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     if snap:
         vertices = snap_to_ridge(grid, vertices, np.asarray(mesh.vertex_normals, dtype=np.float64))
