@@ -53,7 +53,7 @@ def scene_view(ply_path: str | Path, up: str = "z") -> SceneView:
     import torch
 
     from lucidkit.edit import UP_ROTATIONS
-    from lucidkit.exporters.mesh import _rotation_matrices
+    from lucidkit.exporters.mesh import rotation_matrices
     from lucidkit.splat.scene import read_ply, sh0_to_rgb
 
     scene = read_ply(ply_path)
@@ -61,7 +61,7 @@ def scene_view(ply_path: str | Path, up: str = "z") -> SceneView:
         raise UserError(f"{ply_path}: the scene has no Gaussians")
     s = {k: v.detach().double() for k, v in scene.splats.items()}
     scales = torch.exp(s["scales"])  # [N, 3]
-    rot = _rotation_matrices(torch.nn.functional.normalize(s["quats"], dim=-1))  # [N, 3, 3]
+    rot = rotation_matrices(torch.nn.functional.normalize(s["quats"], dim=-1))  # [N, 3, 3]
     cov = rot @ torch.diag_embed(scales**2) @ rot.transpose(1, 2)  # [N, 3, 3]
     opacities = torch.sigmoid(s["opacities"])  # [N]
     means = s["means"]

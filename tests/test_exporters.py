@@ -4,6 +4,7 @@ the right colours, and bad input fails with one line and writes nothing."""
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,27 @@ def test_splat_reads_back_within_its_quantisation(tmp_path):
     assert (np.abs(cov - want["cov"][idx]) / size).max() < 0.05  # 8-bit quaternion components
     # The red cube is red, and its top (+z in the file) is -y in the web frame.
     assert (rgba[:, 0] > 2 * rgba[:, 1]).all() and (rgba[:, 0] > 2 * rgba[:, 2]).all()
+
+
+def test_up_names_the_input_up_axis(tmp_path):
+    """The red cube written y-up (as OpenGL-style tools do) and exported with --up y gives the same .splat as the
+    z-up original."""
+    splats = {k: v.detach().clone() for k, v in read_ply(RED_CUBE).splats.items()}
+    splats["means"] += torch.tensor([0.0, 0.0, 0.5])  # lifted: a turned cube no longer maps onto itself
+    write_ply(tmp_path / "z_up.ply", splats, with_normals=False)
+    splats["means"] = splats["means"] @ torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # (x, y, z) -> (x, z, -y)
+    q = torch.tensor([math.cos(math.pi / 4), -math.sin(math.pi / 4), 0, 0])  # -90 degrees about x
+    w1, x1, y1, z1 = q
+    w2, x2, y2, z2 = splats["quats"].unbind(-1)
+    splats["quats"] = torch.stack([w1 * w2 - x1 * x2, w1 * x2 + x1 * w2, w1 * y2 - x1 * z2, w1 * z2 + x1 * y2], -1)
+    write_ply(tmp_path / "y_up.ply", splats, with_normals=False)
+    assert export(tmp_path / "y_up.ply", "--up", "y", "--out", tmp_path / "a.splat").exit_code == 0
+    assert export(tmp_path / "z_up.ply", "--out", tmp_path / "b.splat").exit_code == 0
+    a = np.frombuffer((tmp_path / "a.splat").read_bytes(), "<f4").reshape(-1, 8)[:, :6]
+    b = np.frombuffer((tmp_path / "b.splat").read_bytes(), "<f4").reshape(-1, 8)[:, :6]
+    idx = match(a[:, :3], b[:, :3])
+    assert np.abs(a - b[idx]).max() < 1e-5  # same positions and scales
+    assert b[:, 1].mean() < -0.4  # lifted up = toward -y in the web frame
 
 
 def read_compressed_ply(path: Path) -> dict[str, np.ndarray]:
@@ -237,6 +259,13 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path):
     one_line_error(export(tmp_path / "missing.ply", "--out", out), "no such file")
     one_line_error(export(tmp_path, "--out", out), "without a scene.ply")
     one_line_error(export(RED_CUBE, "--format", "glb", "--out", tmp_path / "cube.obj"), "must end in .glb")
+    one_line_error(export(RED_CUBE, "--format", "splat,glb", "--out", tmp_path / "cube.glb"), "pass a folder")
+    copy = tmp_path / "copy" / "scene.ply"
+    copy.parent.mkdir()
+    copy.write_bytes(RED_CUBE.read_bytes())
+    one_line_error(export(copy, "--format", "mesh-ply", "--out", copy), "is the input file")
+    assert copy.read_bytes() == RED_CUBE.read_bytes()
+    shutil.rmtree(copy.parent)
     assert not out.exists() and not (tmp_path / "cube.obj").exists()
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder is needed")

@@ -95,6 +95,8 @@ def output_paths(ply: Path, formats: list[str], out: str | os.PathLike | None) -
         if not out_path.name.lower().endswith(wanted):
             raise UserError(f"--out {out_path}: a {name} file must end in {wanted}")
         return {name: out_path}
+    if out_path is not None and len(formats) > 1 and out_path.suffix.lower() in (".splat", ".ply", ".glb", ".obj"):
+        raise UserError(f"--out {out_path} names a file, but {len(formats)} formats were asked for; pass a folder")
     folder = out_path if out_path is not None else ply.parent
     return {name: folder / f"{stem}{FORMATS[name][0]}" for name in formats}
 
@@ -127,6 +129,9 @@ def export_scene(
         raise UserError(f"--faces {faces}: a mesh needs at least 4 faces")
     ply = resolve_input(ply_path)
     paths = output_paths(ply, names, out)
+    for path in paths.values():
+        if path.resolve() == ply.resolve():
+            raise UserError(f"--out {path} is the input file; choose another name (the input is only read)")
     scene = read_ply(ply)  # PlyError (a UserError) for anything that is not a Gaussian .ply
     if scene.num_gaussians == 0:
         raise UserError(f"{ply}: the scene has no Gaussians")
@@ -146,7 +151,10 @@ def export_scene(
             from lucidkit.exporters.mesh import extract_mesh, write_mesh
 
             if mesh is None:  # one surface serves every mesh format
-                mesh = extract_mesh(scene.splats, faces=faces, resolution=resolution)
+                try:
+                    mesh = extract_mesh(scene.splats, faces=faces, resolution=resolution)
+                except ValueError as e:  # e.g. every Gaussian transparent
+                    raise UserError(f"{ply}: cannot make a mesh: {e}") from None
             write_mesh(mesh, paths[name], name, up)
         seconds = time.perf_counter() - start
         result = Exported(name, paths[name], paths[name].stat().st_size, seconds)

@@ -67,7 +67,7 @@ def _activated(splats: dict, opacity_min: float) -> dict[str, torch.Tensor]:
     }
 
 
-def _rotation_matrices(quats: torch.Tensor) -> torch.Tensor:
+def rotation_matrices(quats: torch.Tensor) -> torch.Tensor:
     """[n, 3, 3] rotation matrices of unit wxyz quaternions [n, 4]."""
     w, x, y, z = quats.unbind(-1)
     return torch.stack([
@@ -96,7 +96,7 @@ def density_grid(splats: dict, resolution: int = 192, opacity_min: float = 0.05,
     dims = [int(math.ceil(float(v) / voxel)) + 1 for v in (hi - lo)]
 
     sigmas = g["scales"].clamp_min(voxel)  # [n, 3] at least one voxel: no disc slips between grid points
-    rot = _rotation_matrices(g["quats"])  # [n, 3, 3]
+    rot = rotation_matrices(g["quats"])  # [n, 3, 3]
     inv_cov = rot @ torch.diag_embed(sigmas**-2) @ rot.transpose(1, 2)  # [n, 3, 3] A = Sigma^-1
     window = (CUTOFF_SIGMAS * sigmas.max(dim=1).values / voxel).ceil().clamp(1, MAX_WINDOW).long()  # [n] voxels
     centre = ((means - lo) / voxel).round().long()  # [n, 3] nearest grid point
