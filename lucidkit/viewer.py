@@ -153,7 +153,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8080, up: str =
     actual = server.get_port()
     shown = "localhost" if host in ("127.0.0.1", "localhost", "0.0.0.0") else host
     say(f"Viewing {ply} ({len(view.centers)} Gaussians) at http://{shown}:{actual}  (Ctrl-C to stop)")
-    say(f"From another machine: ssh -L {actual}:localhost:{actual} <user>@<this host>, "
+    say(f"From another machine: ssh -L {actual}:localhost:{actual} <user>@{socket.gethostname()}, "
         f"then open http://localhost:{actual}")
     try:
         while True:

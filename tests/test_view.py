@@ -84,6 +84,34 @@ def test_view_of_a_bad_file_gives_one_line(tmp_path):
     one_line_error(CliRunner().invoke(cli, ["view", str(tmp_path / "nothing.ply")]), "no such file")
 
 
+def test_view_command_prints_the_address_serves_the_page_and_stops_on_ctrl_c():
+    pytest.importorskip("viser")
+    import signal
+    import urllib.request
+
+    from lucidkit.viewer import free_port
+
+    port = free_port("127.0.0.1", 8300)
+    proc = subprocess.Popen([sys.executable, "-m", "lucidkit.commands.cli", "view", str(RED_CUBE), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("From another machine"):
+                break
+        text = "".join(lines)
+        assert f"Viewing {RED_CUBE} (2400 Gaussians) at http://localhost:{port}" in text, text
+        assert f"ssh -L {port}:localhost:{port}" in text
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=10).read().decode()
+        assert "<html" in page.lower()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_viser_page_shows_the_red_cube(tmp_path):
     pytest.importorskip("viser")
     chromium()
@@ -91,7 +119,7 @@ def test_viser_page_shows_the_red_cube(tmp_path):
 
     server, stop = start_server(scene_view(RED_CUBE), port=free_port("127.0.0.1", 8200), orbit=False)
     try:
-        image = screenshot(f"http://127.0.0.1:{server.get_port()}", tmp_path / "viser.png", 1000, 700)
+        image = screenshot(f"http://127.0.0.1:{server.get_port()}", tmp_path / "viser.png", 1000, 700, budget_ms=8000)
     finally:
         stop.set()
         server.stop()
@@ -131,7 +159,8 @@ def gsplat_js() -> Path:
             pytest.skip("npm is not installed")
         NPM_PREFIX.mkdir(parents=True, exist_ok=True)
         try:
-            subprocess.run(["npm", "install", "--prefix", str(NPM_PREFIX), "--no-audit", "--no-fund", GSPLAT_JS],
+            subprocess.run(["npm", "install", "--prefix", str(NPM_PREFIX), "--no-audit", "--no-fund",
+                            "--fetch-retries=0", "--fetch-timeout=20000", GSPLAT_JS],
                            capture_output=True, timeout=180)
         except subprocess.TimeoutExpired:
             pass
