@@ -90,6 +90,7 @@ def depth_fusion_mesh(splats: dict, resolution: int, faces: int, views: int = 42
     trunc = 3 * grid.voxel
     sdf_sum = np.zeros(len(voxels))
     weight = np.zeros(len(voxels))
+    behind = np.zeros(len(voxels), dtype=bool)
 
     i = np.arange(views) + 0.5  # Fibonacci directions around the object
     z = 1 - 2 * i / views
@@ -117,15 +118,17 @@ def depth_fusion_mesh(splats: dict, resolution: int, faces: int, views: int = 42
                 alpha = out.alpha[v, ..., 0].double().numpy()[py.clip(0, size - 1), px.clip(0, size - 1)]
                 sdf = np.where(alpha > 0.5, depth - cam[:, 2], trunc)  # free space where nothing is drawn
                 use = ok & (sdf > -trunc)
+                behind |= ok & (sdf <= -trunc)
                 sdf_sum[use] += np.minimum(sdf[use], trunc)
                 weight[use] += 1
-    tsdf = np.where(weight > 0, sdf_sum / np.maximum(weight, 1), trunc).reshape(dims)
+    # Cells deeper than the band behind a surface in some view and in no band at all are inside the object.
+    tsdf = np.where(weight > 0, sdf_sum / np.maximum(weight, 1), np.where(behind, -trunc, trunc)).reshape(dims)
     verts, tris, _, _ = measure.marching_cubes(tsdf, level=0.0, spacing=(grid.voxel,) * 3)
     mesh = trimesh.Trimesh(verts + grid.origin, tris, process=True)
     parts = mesh.split(only_watertight=False)
     mesh = trimesh.util.concatenate([p for p in parts if len(p.faces) >= 0.02 * len(mesh.faces)] or parts[:1])
     if len(mesh.faces) > faces:
-        mesh = mesh.simplify_quadric_decimation(face_count=faces)
+        mesh = mesh.simplify_quadric_decimation(face_count=faces, aggression=3)
     v = np.asarray(mesh.vertices)
     return Mesh(v, np.asarray(mesh.faces), sample_colors(grid, v))
 
