@@ -164,13 +164,21 @@ def test_compressed_ply_reads_back_within_its_quantisation(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def toy_scene(tmp_path: Path, shape: str) -> tuple[Path, dict]:
-    """A red toy-world object as a .ply, and its raw Gaussians."""
+def toy_scene(tmp_path: Path, shape: str, floaters: bool = False) -> tuple[Path, dict]:
+    """A red toy-world object as a .ply, and its raw Gaussians (without the floaters, if asked for)."""
     from lucidkit.toyworld.objects import ToyObject, build
 
     splats = build(ToyObject(shape, "red"))
+    written = splats
+    if floaters:  # 4 far away (beyond the robust bounds) and a small opaque blob 0.15 off the +x face
+        far = torch.tensor([[3.0, 0, 0], [-3.0, 1, 0], [0, 3.0, 2], [0, 0, -4.0]])
+        blob = torch.tensor([0.5, 0.0, 0.0]) + 0.01 * torch.randn(12, 3, generator=torch.Generator().manual_seed(0))
+        extra = torch.cat([far, blob])
+        n = len(extra)
+        written = {k: torch.cat([v, v[:1].expand(n, *v.shape[1:])]) for k, v in splats.items()}
+        written["means"][-n:] = extra
     path = tmp_path / f"{shape}.ply"
-    write_ply(path, splats, with_normals=False)
+    write_ply(path, written, with_normals=False)
     return path, splats
 
 
@@ -189,7 +197,7 @@ def true_distance(shape: str, means: np.ndarray, points: np.ndarray) -> np.ndarr
 def test_mesh_lies_on_the_true_surface_with_the_gaussians_colours(tmp_path, shape):
     import trimesh
 
-    ply, splats = toy_scene(tmp_path, shape)
+    ply, splats = toy_scene(tmp_path, shape, floaters=shape == "cube")  # floaters must not become mesh
     result = export(ply, "--format", "mesh-ply", "--resolution", 96, "--faces", 3000)
     assert result.exit_code == 0, result.output
     mesh = trimesh.load(tmp_path / f"{shape}.mesh.ply", process=False)

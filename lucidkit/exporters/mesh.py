@@ -95,6 +95,9 @@ def density_grid(splats: dict, resolution: int = 192, opacity_min: float = 0.05,
     voxel = float((hi - lo).max()) / (resolution - 1)
     dims = [int(math.ceil(float(v) / voxel)) + 1 for v in (hi - lo)]
 
+    inside = ((means >= lo) & (means <= hi)).all(dim=1)  # far floaters beyond the robust bounds are left out
+    g = {k: v[inside] for k, v in g.items()}
+    means = g["means"]
     sigmas = g["scales"].clamp_min(voxel)  # [n, 3] at least one voxel: no disc slips between grid points
     rot = rotation_matrices(g["quats"])  # [n, 3, 3]
     inv_cov = rot @ torch.diag_embed(sigmas**-2) @ rot.transpose(1, 2)  # [n, 3, 3] A = Sigma^-1
