@@ -20,6 +20,8 @@ COMMANDS = {
     "edit": "lucidkit.commands.edit:edit",
     "avatar": "lucidkit.commands.avatar:avatar",
     "batch": "lucidkit.commands.batch:batch",
+    "export": "lucidkit.commands.export:export",
+    "view": "lucidkit.commands.view:view",
 }
 
 
@@ -84,6 +86,8 @@ def cli():
       lucidkit train-lora samples/lora-subject --token sks --class-word toy --out loras/sks-toy
       lucidkit avatar "a red person" --pose a-pose
       lucidkit batch prompts.txt --model sd21-base --preset fast --out runs/level1   # every GPU, through Ray
+      lucidkit export outputs/a-red-cube-20261124-101500 --format splat,glb
+      lucidkit view samples/red-cube.ply
     """
 
 

@@ -14,6 +14,7 @@ Examples:
                     --preset fast --seed 3 --out runs/burger
   lucidkit generate --resume runs/burger                               # continue an interrupted run
   lucidkit generate "a house" --guidance sds --set guidance.delta_t=50 --set loop.steps=800
+  lucidkit generate "a red cube" --export splat,glb                     # also scene.splat, scene.glb
 
 \b
 Outputs in the run folder (outputs/<prompt>-<time>/ unless --out): scene.ply (INRIA 3DGS layout),
@@ -40,11 +41,19 @@ Use --list-fields to see every field --set accepts.
 @options.precision
 @options.device
 @options.run_options()
+@click.option("--export", "export_formats", metavar="NAMES",
+              help="At the end, also export scene.ply: splat, ply-compressed, glb, obj, mesh-ply or all "
+                   "(comma-separated; see lucidkit export).")
 @click.pass_context
-def generate(ctx, prompt, preset, sets, out, resume, overwrite, quiet, threads, list_fields):
+def generate(ctx, prompt, preset, sets, out, resume, overwrite, quiet, threads, list_fields, export_formats):
     """Generate a 3D Gaussian asset from a text PROMPT with Interval Score Matching."""
     from lucidkit.errors import UserError
     from lucidkit.generate import GenerateConfig, resolve_config, run
+
+    if export_formats:  # a bad format name fails now, not after the run
+        from lucidkit.exporters import check_formats
+
+        export_formats = check_formats(export_formats)
 
     def check_new(cfg):
         if not cfg.prompt.strip():
@@ -60,3 +69,7 @@ def generate(ctx, prompt, preset, sets, out, resume, overwrite, quiet, threads, 
     if result is not None:
         click.echo(f"Wrote {result.scene} ({result.gaussians} Gaussians, {result.steps} updates, "
                    f"{result.seconds:.1f} s) and preview.png, turntable, manifest.json in {result.folder}")
+        if export_formats:
+            from lucidkit.exporters import export_scene
+
+            export_scene(result.scene, export_formats, announce=click.echo)
