@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     0: ["errors", "devices", "export", "config", "models", "arch", "images", "presets", "samples"],
     1: ["cameras", "camera_files", "splat", "guidance", "prior", "regularizers", "objectives", "optimize", "toyworld", "body"],
-    2: ["runs", "scene_run"],
-    3: ["generate", "edit", "image_edit", "lora", "avatar", "exporters", "viewer", "bench", "batch"],
+    2: ["runs", "scene_run", "exporters"],
+    3: ["generate", "edit", "image_edit", "lora", "avatar", "viewer", "bench", "batch"],
     4: ["commands"],
 }
 LAYER = {name: layer for layer, names in LAYERS.items() for name in names}
