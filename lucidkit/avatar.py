@@ -12,20 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lucidkit import config as config_lib
-from lucidkit import export, runs
-from lucidkit.cameras import CameraConfig
-from lucidkit.guidance import GuidanceConfig
 from lucidkit.objectives import RegularizerConfig, RenderObjective
-from lucidkit.optimize import LoopConfig
-from lucidkit.prior.config import PriorConfig
-from lucidkit.scene_run import OutputConfig, RunResult, SceneTask, run_scene
-from lucidkit.splat.densify import DensifyConfig
-from lucidkit.splat.optim import OptimConfig
-from lucidkit.splat.ply import write_ply
+from lucidkit.scene_run import RunResult, SceneRunConfig, SceneTask, run_scene
 
 
 @dataclass
@@ -62,23 +53,14 @@ class ControlConfig:
 
 
 @dataclass
-class AvatarConfig:
+class AvatarConfig(SceneRunConfig):
     """Everything `lucidkit avatar` does, as one config (presets/avatar/*.yaml)."""
 
     prompt: str = ""
     """The text prompt, e.g. "a knight in shining armour"."""
-    seed: int = 0
-    """Seed of every random choice in the run."""
     body: BodyConfig = field(default_factory=BodyConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
-    prior: PriorConfig = field(default_factory=PriorConfig)
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
-    camera: CameraConfig = field(default_factory=CameraConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    densify: DensifyConfig = field(default_factory=DensifyConfig)
     regularizers: RegularizerConfig = field(default_factory=RegularizerConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
 
 
 def resolve_config(preset: str | None, overrides: dict) -> AvatarConfig:
@@ -133,26 +115,17 @@ class AvatarTask(SceneTask):
     def objective(self, guidance, state):
         return RenderObjective(guidance, self.cfg.regularizers, state.generator, condition=self.condition)
 
-    def write_outputs(self, state, folder, view_size):
-        from lucidkit.cameras import turntable
+    def turntable_panel(self, cams) -> torch.Tensor:
+        return self.skeletons(cams)  # the avatar beside its condition
 
+    def manifest_fields(self):
         cfg = self.cfg
-        scene = write_ply(folder / "scene.ply", state.splats)
-        runs.write_preview(state.splats, cfg.camera, view_size, folder / "preview.png", views=cfg.output.eval_views)
-        outputs = ["preview.png"]
-        if cfg.output.turntable_frames > 0:
-            cams = turntable(cfg.output.turntable_frames, cfg.camera, view_size, view_size)
-            rgb = runs.render_views(state.splats, cams)[0]  # [F, H, W, 3]
-            frames = np.concatenate([export.to_uint8(rgb.numpy()), export.to_uint8(self.skeletons(cams).numpy())],
-                                    axis=2)  # the avatar beside its condition
-            outputs.append(export.write_video(folder / "turntable.mp4", frames, fps=cfg.output.fps).name)
-        fields = {"pose": {"spec": cfg.body.pose, "frame": cfg.body.frame, "source": self.body.source,
-                           "params": self.params.to_json()},
-                  "body": {"model": self.body.model, "frame": self.body.frame(),
-                           "scene_frame": "lucidkit world: z up, the body faces +x (SMPL-X y up, +z front)"},
-                  "control": {"model": cfg.control.model, "scale": cfg.control.scale,
-                              "in_inversion": cfg.control.in_inversion}}
-        return scene, outputs, fields
+        return {"pose": {"spec": cfg.body.pose, "frame": cfg.body.frame, "source": self.body.source,
+                         "params": self.params.to_json()},
+                "body": {"model": self.body.model, "frame": self.body.frame(),
+                         "scene_frame": "lucidkit world: z up, the body faces +x (SMPL-X y up, +z front)"},
+                "control": {"model": cfg.control.model, "scale": cfg.control.scale,
+                            "in_inversion": cfg.control.in_inversion}}
 
 
 def run(cfg: AvatarConfig, folder: Path, resume: bool = False, quiet: bool = False,

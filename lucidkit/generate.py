@@ -12,36 +12,17 @@ from pathlib import Path
 import torch
 
 from lucidkit import config as config_lib
-from lucidkit import runs
-from lucidkit.cameras import CameraConfig
-from lucidkit.guidance import GuidanceConfig
 from lucidkit.objectives import RegularizerConfig, RenderObjective
-from lucidkit.optimize import LoopConfig
-from lucidkit.prior.config import PriorConfig
-from lucidkit.scene_run import OutputConfig, RunResult, SceneTask, run_scene
-from lucidkit.splat.densify import DensifyConfig
+from lucidkit.scene_run import RunResult, SceneRunConfig, SceneTask, run_scene
 from lucidkit.splat.init import InitConfig, init_gaussians
-from lucidkit.splat.optim import OptimConfig
-from lucidkit.splat.ply import write_ply
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(SceneRunConfig):
     """Everything `lucidkit generate` does, as one config (presets/generate/*.yaml)."""
 
-    prompt: str = ""
-    """The text prompt."""
-    seed: int = 0
-    """Seed of every random choice in the run."""
-    prior: PriorConfig = field(default_factory=PriorConfig)
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
-    camera: CameraConfig = field(default_factory=CameraConfig)
     init: InitConfig = field(default_factory=InitConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    densify: DensifyConfig = field(default_factory=DensifyConfig)
     regularizers: RegularizerConfig = field(default_factory=RegularizerConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
 
 
 def resolve_config(preset: str | None, overrides: dict, command: str = "generate") -> GenerateConfig:
@@ -59,17 +40,6 @@ class GenerateTask(SceneTask):
 
     def objective(self, guidance, state):
         return RenderObjective(guidance, self.cfg.regularizers, state.generator)
-
-    def write_outputs(self, state, folder, view_size):
-        cfg = self.cfg
-        scene = write_ply(folder / "scene.ply", state.splats)
-        runs.write_preview(state.splats, cfg.camera, view_size, folder / "preview.png", views=cfg.output.eval_views)
-        outputs = ["preview.png"]
-        if cfg.output.turntable_frames > 0:
-            video = runs.write_turntable(state.splats, cfg.camera, view_size, folder / "turntable.mp4",
-                                         cfg.output.turntable_frames, cfg.output.fps)
-            outputs.append(video.name)
-        return scene, outputs, {}
 
 
 def run(cfg: GenerateConfig, folder: Path, resume: bool = False, quiet: bool = False,

@@ -274,13 +274,19 @@ def write_preview(splats, camera_cfg, size: int, path: Path, views: int = 8) -> 
     return write_png(path, np.concatenate(rows, axis=0))
 
 
-def write_turntable(splats, camera_cfg, size: int, path: Path, frames: int, fps: int) -> Path:
-    """A full orbit video at the eval radius (mp4, or gif where no encoder works); returns the written path."""
+def write_turntable(splats, camera_cfg, size: int, path: Path, frames: int, fps: int, panel=None) -> Path:
+    """A full orbit video at the eval radius (mp4, or gif where no encoder works); returns the written path.
+    `panel(cameras) -> [F, H, W, 3]` in [0, 1] adds images shown beside the scene (avatar: its skeleton)."""
+    import numpy as np
+
     from lucidkit.cameras import turntable
     from lucidkit.export import to_uint8, write_video
 
-    rgb, _, _ = render_views(splats, turntable(frames, camera_cfg, size, size))
-    return write_video(path, to_uint8(rgb.numpy()), fps=fps)
+    cams = turntable(frames, camera_cfg, size, size)
+    video = to_uint8(render_views(splats, cams)[0].numpy())  # [F, H, W, 3]
+    if panel is not None:
+        video = np.concatenate([video, to_uint8(panel(cams).numpy())], axis=2)
+    return write_video(path, video, fps=fps)
 
 
 def remove_if_empty(folder: Path) -> None:

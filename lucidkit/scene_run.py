@@ -11,17 +11,19 @@ its previews and its final files. Everything else — the prior, the run folder,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from lucidkit import runs
+from lucidkit.cameras import CameraConfig
 from lucidkit.errors import UserError
-from lucidkit.guidance import ScoreDistillation
-from lucidkit.optimize import TrainState, new_state, optimize, restore_state, state_payload
-from lucidkit.prior.config import load_prior
-from lucidkit.splat.densify import make_strategy
+from lucidkit.guidance import GuidanceConfig, ScoreDistillation
+from lucidkit.optimize import LoopConfig, TrainState, new_state, optimize, restore_state, state_payload
+from lucidkit.prior.config import PriorConfig, load_prior
+from lucidkit.splat.densify import DensifyConfig, make_strategy
+from lucidkit.splat.optim import OptimConfig
 
 
 @dataclass
@@ -43,6 +45,23 @@ class OutputConfig:
 
 
 @dataclass
+class SceneRunConfig:
+    """The parts of the config that every command optimising Gaussians has; each command's config adds its own."""
+
+    prompt: str = ""
+    """The text prompt."""
+    seed: int = 0
+    """Seed of every random choice in the run."""
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+@dataclass
 class RunResult:
     folder: Path
     scene: Path
@@ -52,8 +71,7 @@ class RunResult:
 
 
 class SceneTask:
-    """What one 3D command supplies to the shared run. `cfg` has the fields every 3D config has: prompt, seed, prior,
-    loop, guidance, camera, optim, densify, output."""
+    """What one 3D command supplies to the shared run; `cfg` is a `SceneRunConfig`."""
 
     command = "generate"
     source_prompt: str | None = None  # ISM's inversion prompt and CFG's unconditional branch, for edits
@@ -89,10 +107,26 @@ class SceneTask:
     def write_preview(self, state: TrainState, path: Path, view_size: int) -> None:
         runs.write_preview(state.splats, self.cfg.camera, view_size, path, views=4)
 
+    turntable_panel = None  # cameras -> [F, H, W, 3] images shown beside the turntable (avatar: the skeleton)
+
+    def manifest_fields(self) -> dict:
+        """The command's own fields of manifest.json."""
+        return {}
+
     def write_outputs(self, state: TrainState, folder: Path, view_size: int) -> tuple[Path, list[str], dict]:
-        """Write the final files; return (scene.ply, the file names written besides config.yaml and the checkpoint,
-        the command's own manifest fields)."""
-        raise NotImplementedError
+        """Write the final files: scene.ply, preview.png and the turntable video; return (scene.ply, the other file
+        names written besides config.yaml and the checkpoint, the command's own manifest fields)."""
+        from lucidkit.splat.ply import write_ply
+
+        cfg = self.cfg
+        scene = write_ply(folder / "scene.ply", state.splats)
+        runs.write_preview(state.splats, cfg.camera, view_size, folder / "preview.png", views=cfg.output.eval_views)
+        outputs = ["preview.png"]
+        if cfg.output.turntable_frames > 0:
+            outputs.append(runs.write_turntable(state.splats, cfg.camera, view_size, folder / "turntable.mp4",
+                                                cfg.output.turntable_frames, cfg.output.fps,
+                                                panel=self.turntable_panel).name)
+        return scene, outputs, self.manifest_fields()
 
 
 def save_checkpoint(state: TrainState, folder: Path) -> Path:

@@ -14,7 +14,7 @@ from lucidkit.batch.jobs import job_state, read_rows, resolve_jobs
 from lucidkit.batch.report import eta_seconds
 from lucidkit.commands.cli import cli
 from lucidkit.errors import UserError
-from lucidkit.splat.scene import read_ply
+from lucidkit.splat.ply import read_ply
 
 from conftest import interrupted_at, one_line_error
 

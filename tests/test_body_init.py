@@ -8,7 +8,7 @@ pytest.importorskip("smplx")
 from lucidkit.body.init import init_body, sample_surface  # noqa: E402
 from lucidkit.body.pose import from_world, load_pose, pose_body  # noqa: E402
 from lucidkit.splat.init import init_sphere  # noqa: E402
-from lucidkit.splat.scene import sh0_to_rgb  # noqa: E402
+from lucidkit.splat.scene import sh0_to_rgb
 
 
 def test_init_on_the_body_surface_matches_the_engine_layout():

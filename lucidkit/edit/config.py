@@ -5,13 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lucidkit import config as config_lib
-from lucidkit.cameras import CameraConfig
-from lucidkit.guidance import GuidanceConfig
-from lucidkit.optimize import LoopConfig
-from lucidkit.prior.config import PriorConfig
-from lucidkit.scene_run import OutputConfig
-from lucidkit.splat.densify import DensifyConfig
-from lucidkit.splat.optim import OptimConfig
+from lucidkit.scene_run import SceneRunConfig
 
 
 @dataclass
@@ -50,24 +44,15 @@ class AnchorConfig:
 
 
 @dataclass
-class EditConfig:
+class EditConfig(SceneRunConfig):
     """Everything `lucidkit edit` does, as one config (presets/edit/*.yaml)."""
 
     prompt: str = ""
     """The target prompt: what the scene should show after the edit."""
     source_prompt: str | None = None
     """What the scene shows now (optional): ISM inverts with it, DDS subtracts its score."""
-    seed: int = 0
-    """Seed of every random choice in the run."""
     scene: SceneConfig = field(default_factory=SceneConfig)
-    prior: PriorConfig = field(default_factory=PriorConfig)
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
-    camera: CameraConfig = field(default_factory=CameraConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    densify: DensifyConfig = field(default_factory=DensifyConfig)
     anchor: AnchorConfig = field(default_factory=AnchorConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
 
 
 def resolve_config(preset: str | None, overrides: dict) -> EditConfig:

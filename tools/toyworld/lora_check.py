@@ -93,7 +93,7 @@ def generate_score(work: Path, args, with_lora: bool) -> dict:
     from lucidkit.bench.quality import score_scene
     from lucidkit.config import from_dict, load_yaml
     from lucidkit.generate import GenerateConfig
-    from lucidkit.splat.scene import read_ply
+    from lucidkit.splat.ply import read_ply
     from lucidkit.toyworld.evaluator import ToyEvaluator
 
     out = work / ("generate_after" if with_lora else "generate_before")
