@@ -27,7 +27,7 @@ status is 0 when every job succeeded, 1 when any failed. Needs Ray: pip install 
 """
 
 
-@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=options.RunCommand, config="lucidkit.generate:GenerateConfig", epilog=EPILOG)
 @click.argument("job_list", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Output folder: one run folder per job in it.")
 @options.model
@@ -41,7 +41,8 @@ status is 0 when every job succeeded, 1 when any failed. Needs Ray: pip install 
 @click.option("--gpus-per-job", type=float, help="GPUs per worker (default 1; 0 = CPU workers).")
 @click.option("--address", help="An existing Ray cluster (e.g. ray://head:10001); default: start Ray here.")
 @options.quiet
-def batch(job_list, out, model, preset, seed, steps, precision, sets, workers, gpus_per_job, address, quiet):
+@click.pass_context
+def batch(ctx, job_list, out, preset, seed, sets, workers, gpus_per_job, address, quiet):
     """Run `generate` for every prompt of JOB_LIST (.txt, .yaml or .csv), one Ray worker per GPU."""
     import sys
     from pathlib import Path
@@ -56,8 +57,7 @@ def batch(job_list, out, model, preset, seed, steps, precision, sets, workers, g
 
     rows = read_rows(job_list)
     import_ray()  # before any work: without Ray, say how to install it
-    overrides = config_lib.command_overrides(sets, {"prior": {"model": model, "precision": precision},
-                                                    "loop": {"steps": steps}})
+    overrides = config_lib.command_overrides(sets, options.given_fields(ctx))  # the flags win over --set
     jobs = resolve_jobs(rows, Path(out), preset, overrides, seed, path=job_list)
     out = check_writable_dir(out)  # only once the whole list is good
     console = Console(stderr=True)
