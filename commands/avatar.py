@@ -35,13 +35,7 @@ Presets: presets/avatar/*.yaml (default = SD 1.5 + OpenPose ControlNet; toy; tin
 @options.field("body.gender", "--gender", type=click.Choice(["neutral", "male", "female"]))
 @options.field("control.model", "--controlnet")
 @options.field("control.scale", "--control-scale", type=float)
-@options.model
-@options.preset
-@options.seed
-@options.updates
-@options.field("guidance.method", "--guidance", type=click.Choice(["ism", "sds"]))
-@options.field("guidance.perp_neg", "--perp-neg/--no-perp-neg")
-@options.negative
+@options.prompt_options
 @options.precision
 @options.device
 @options.run_options()

@@ -26,13 +26,7 @@ Use --list-fields to see every field --set accepts.
 
 @click.command(cls=options.RunCommand, config="lucidkit.generate:GenerateConfig", epilog=EPILOG)
 @click.argument("prompt", required=False)
-@options.model
-@options.preset
-@options.seed
-@options.updates
-@options.field("guidance.method", "--guidance", type=click.Choice(["ism", "sds"]))
-@options.field("guidance.perp_neg", "--perp-neg/--no-perp-neg")
-@options.negative
+@options.prompt_options
 @options.field("prior.tokenizer", "--tokenizer", type=click.Path(),
                help="For a single .safetensors --model: a folder with its CLIP tokenizer (a diffusers model folder or "
                "its tokenizer/), when the hub cache has none.")

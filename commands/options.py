@@ -120,18 +120,31 @@ overwrite = click.option("--overwrite", is_flag=True,
                          help="Use an --out folder that holds other files (a run folder is never overwritten).")
 
 
-def run_options(out_help: str = "Run folder (default outputs/<prompt>-<time>/)."):
-    """--set, --out, --resume, --overwrite, --quiet, --threads and --list-fields: the options of every command that
-    writes a run folder, as one decorator."""
-    group = (sets, click.option("--out", type=click.Path(), help=out_help), resume, overwrite, quiet, threads,
-             list_fields)
+def group(*decorators):
+    """Several options as one decorator, in the order given."""
 
     def decorate(f):
-        for option in reversed(group):
+        for option in reversed(decorators):
             f = option(f)
         return f
 
     return decorate
+
+
+def run_options(out_help: str = "Run folder (default outputs/<prompt>-<time>/)."):
+    """--set, --out, --resume, --overwrite, --quiet, --threads and --list-fields: the options of every command that
+    writes a run folder, as one decorator."""
+    return group(sets, click.option("--out", type=click.Path(), help=out_help), resume, overwrite, quiet, threads,
+                 list_fields)
+
+
+# the prior and guidance options of the commands that make an object from a prompt (generate, avatar)
+prompt_options = group(
+    model, preset, seed, updates,
+    field("guidance.method", "--guidance", type=click.Choice(["ism", "sds"])),
+    field("guidance.perp_neg", "--perp-neg/--no-perp-neg"),
+    negative,
+)
 
 
 def start_run(ctx: click.Context, *, resolve, run, config_cls, name, explicit: dict, preset, sets, out, resume,
