@@ -149,7 +149,7 @@ def test_eta_from_finished_jobs_and_running_steps():
     now = time.time()
     assert eta_seconds({}, {}, queued=4, workers=2) is None
     running = {"w0": {"step": 50, "total": 100, "since": now - 10}}  # halfway after 10 s: 20 s a job
-    assert eta_seconds({}, running, queued=2, workers=2) == pytest.approx((10 + 2 * 20) / 2, rel=0.05)
+    assert eta_seconds({}, running, queued=2, workers=2, now=now) == pytest.approx((10 + 2 * 20) / 2)
     done = {0: {"status": "done", "seconds": 30.0}, 1: {"status": "skipped", "seconds": 0.0}}
     assert eta_seconds(done, {}, queued=4, workers=2) == pytest.approx(60.0)
 

@@ -27,11 +27,13 @@ def counts(jobs, outcomes: dict[int, dict], running: dict[int, str]) -> dict[str
     return c
 
 
-def eta_seconds(outcomes: dict[int, dict], board: dict, queued: int, workers: int) -> float | None:
+def eta_seconds(outcomes: dict[int, dict], board: dict, queued: int, workers: int,
+                now: float | None = None) -> float | None:
     """Seconds until the batch ends: the mean time of the jobs run so far (or, before any ended, the running
-    jobs' projected times) × the work left, shared by the workers. None until there is anything to go by."""
+    jobs' projected times) × the work left, shared by the workers. None until there is anything to go by.
+    `now` (default: the clock) is the time the running jobs' progress is read at."""
     took = [o["seconds"] for o in outcomes.values() if o["status"] == "done"]
-    now = time.time()
+    now = time.time() if now is None else now
     left_running, projected = 0.0, []
     for s in board.values():
         if s and s.get("total") and s["step"] > 0:
