@@ -311,7 +311,7 @@ class DiffusionPrior(FastPath, LoraSupport):
             with quiet_libraries():
                 controlnet, source = _load_controlnet(str(controlnet), self.device)
         cfg, unet = controlnet.config, self.unet.config
-        label = (source or {}).get("spec", source) if isinstance(source, dict) else source
+        label = source.get("spec") if isinstance(source, dict) else source
         if cfg.cross_attention_dim != unet.cross_attention_dim:
             raise ModelLoadError(
                 f"ControlNet {label or ''} attends to {cfg.cross_attention_dim}-wide text but the "
