@@ -365,6 +365,7 @@ def format_table(results: dict) -> str:
              f"{'case':<14}{'early ms':>10}{'mid ms':>8}{'late ms':>9}{'mean ms':>9}{'floor ms':>10}{'TFLOP/s':>9}"
              f"{'peak GiB':>10}{'recipe min':>12}{'start-up s':>12}"]
     lines[1:1] = [f"{r['case']}: {r['arch']} + a random OpenPose ControlNet, built-in body in {r['pose']}"
+                  f"{', hands drawn' if r.get('hands') else ''}"
                   for r in results["cases"] if "pose" in r]  # the avatar cases (lucidkit/bench/speed_avatar.py)
     for r in results["cases"]:
         lines.append(f"{r['case']:<14}{r['ms_per_update_early']:>10.1f}{r['ms_per_update_mid']:>8.1f}"

@@ -4,7 +4,8 @@ SD 1.5 shapes with random weights (the avatar recipe's prior, `presets/avatar/de
 with the OpenPose ControlNet's shapes (`lucidkit/arch/sd15/controlnet_openpose.json`), B = 4 views of 512², Perp-Neg
 on, Gaussians sampled on the built-in procedural body in a built-in pose. The task, its objective and its skeleton
 condition are `lucidkit.avatar.AvatarTask`'s own, so every timed update draws the skeleton of its views (projection,
-visibility ray casts, drawing) and runs the ControlNet before the target and CFG UNet calls, as a real run does.
+visibility ray casts, drawing; both hands' keypoints too, as for a real OpenPose ControlNet) and runs the ControlNet
+before the target and CFG UNet calls, as a real run does.
 The prior is made fast (channels-last, and compiled for "avatar-fast") before the ControlNet is attached, in the
 order `lucidkit avatar` follows (`load_prior`, then `AvatarTask.attach`).
 
@@ -79,6 +80,7 @@ def build_avatar(arch: str, device, precision: str, batch: int, resolution: int,
     task.check_input()  # the built-in body in the pose
     prior.attach_controlnet(random_openpose_controlnet(prior, arch, seed),
                             source={"spec": f"random:{arch}", "kind": "random", "arch": arch})
+    task.resolve_hands(prior)  # as for a real OpenPose ControlNet: both hands' keypoints are drawn too
     guidance = ScoreDistillation(prior, cfg.prompt, cfg.guidance)
     if low_memory:
         prior.offload_text_encoder()
@@ -123,7 +125,7 @@ def extend_avatar(result: dict, prior, guidance, sampler, cfg, objective, device
         controlnet_one = count_flops(lambda: prior._controlnet_residuals(
             x[:1].to(prior.dtype), t, emb[:1].to(prior.dtype), one))
     flops = result["tflop_per_late_update"] * 1e12 + B * (1 + n_cfg) * controlnet_one
-    result["pose"] = POSE
+    result["pose"], result["hands"] = POSE, condition.__self__.hands
     result["controlnet_tflop_per_image"] = controlnet_one / 1e12
     result["tflop_per_late_update"] = flops / 1e12
     result["achieved_tflops_late"] = flops / (result["ms_per_update_late"] * 1e-3) / 1e12
