@@ -113,10 +113,16 @@ class AvatarTask(SceneTask):
         return init_body(self.body, self.cfg.body.n_points, generator, opacity=self.cfg.body.opacity, device=device)
 
     def skeletons(self, cams) -> torch.Tensor:
-        """[C, H, W, 3] the OpenPose condition images of the posed body seen by `cams`."""
+        """[C, H, W, 3] the OpenPose condition images of the posed body seen by `cams`, whose visibility ray casts
+        run on the cameras' device (on a CPU, 4 views with hands took ~300 ms per update: the GPU would wait)."""
         from lucidkit.body.skeleton import skeleton_images
 
-        return skeleton_images(self.joints, self.vertices, self.body.faces, cams, self.body.vertex_joint, self.hands)
+        device = cams.viewmats.device
+        if getattr(self, "_mesh", (None,))[0] != device:  # the posed mesh, moved once per device
+            self._mesh = (device, *(v.to(device) for v in (self.joints, self.vertices, self.body.faces,
+                                                            self.body.vertex_joint)))
+        joints, vertices, faces, vertex_joint = self._mesh[1:]
+        return skeleton_images(joints, vertices, faces, cams, vertex_joint, self.hands)
 
     def condition(self, cams) -> dict | None:
         if self.cfg.control.model == "none":

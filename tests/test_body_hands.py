@@ -146,3 +146,16 @@ def test_hands_flag_is_offered():
 
     result = CliRunner().invoke(cli, ["avatar", "--help"])
     assert result.exit_code == 0 and "--hands / --no-hands" in result.output and "face keypoints" in result.output
+
+
+@pytest.mark.gpu
+def test_skeleton_on_cuda_matches_cpu(t_pose):
+    """The avatar casts its visibility rays on the cameras' device: the same keypoints show on CUDA as on a CPU."""
+    cameras = eval_ring(8, CameraConfig(), SIZE, SIZE)
+    kp = S.openpose_keypoints(t_pose.world_joints(), hands=True)
+    ids = S.keypoint_joint_ids(hands=True)
+    args = (t_pose.world_vertices(), t_pose.faces, cameras, t_pose.vertex_joint, ids)
+    pixels, visible = S.visibility(kp, *args)
+    on_gpu = [v.cuda() if torch.is_tensor(v) else v for v in args[:2]]
+    pixels_gpu, visible_gpu = S.visibility(kp.cuda(), *on_gpu, cameras.to("cuda"), t_pose.vertex_joint.cuda(), ids)
+    assert torch.allclose(pixels, pixels_gpu, atol=1e-3) and (visible == visible_gpu).float().mean() > 0.99
