@@ -24,23 +24,7 @@ from pathlib import Path
 
 import torch
 
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn, device, repeat: int = 10, warmup: int = 3) -> float:
-    """Mean wall time of `fn()` in ms over `repeat` calls run back to back, as the loop runs them (the CPU queues
-    work ahead of the GPU; the device is synchronised only before and after the timed calls)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) * 1e3 / repeat
+from lucidkit.bench.timing import _sync, count_flops, time_ms
 
 
 def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
@@ -52,15 +36,6 @@ def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
     b = torch.randn(n, n, device=device, dtype=dtype)
     ms = time_ms(lambda: a @ b, device, repeat=10)
     return 2 * n**3 / (ms * 1e-3) / 1e12
-
-
-def count_flops(fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    # run eagerly: a compiled UNet or encoder would compile again for the batch of one counted here (minutes)
-    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
 
 
 def build(arch: str, device, precision: str, batch: int, resolution: int, n_gaussians: int, perp_neg: bool,

@@ -95,7 +95,7 @@ def extend_avatar(result: dict, prior, guidance, sampler, cfg, objective, device
     """Add the avatar's own pieces to a case's result: the skeleton condition of B views, the UNet calls with the
     ControlNet (batch B for ISM's target e_s, the CFG batch), the ControlNet's FLOPs; the late update's parts then
     use the conditioned calls (the inversion steps run without the ControlNet: `control.in_inversion` is off)."""
-    from lucidkit.bench.speed import count_flops, time_ms
+    from lucidkit.bench.timing import count_flops, time_ms
 
     B = cfg.loop.batch_size
     n_cfg = 4 if perp_neg else 2
