@@ -5,7 +5,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lucidkit.config import ConfigError
 from lucidkit.devices import pick_device
+
+# How the UNet and the VAE encoder run on CUDA (`PriorConfig.compile`; what each costs: docs/performance.md)
+COMPILE_MODES = {
+    "off": "eager",
+    "full": "torch.compile of the whole UNet with CUDA graphs and of the VAE encoder (minutes of start-up)",
+    "graphs": "the eager UNet replayed as one CUDA graph per input shape, no compiler (seconds of start-up)",
+    "regional": "the UNet's repeated transformer blocks compiled, then replayed as CUDA graphs like 'graphs'",
+}
+
+
+def compile_mode(value: bool | str) -> str:
+    """The mode a `compile` value names: true = 'full', false = 'off', or one of COMPILE_MODES; else ConfigError."""
+    if isinstance(value, bool):
+        return "full" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in COMPILE_MODES:
+        return value.strip().lower()
+    raise ConfigError(f"prior.compile: expected one of {', '.join(COMPILE_MODES)} (or true = full, false = off), "
+                      f"got {value!r}")
 
 
 @dataclass
@@ -29,10 +48,15 @@ class PriorConfig:
     """'auto' (CUDA when available), 'cpu' or 'cuda[:N]'."""
     fast_path: bool = True
     """Channels-last layouts and cuDNN autotuning on CUDA (same results up to rounding)."""
-    compile: bool = False
-    """CUDA only: torch.compile the UNet (CUDA graphs) and VAE encoder; minutes of start-up, faster updates."""
+    compile: bool | str = "off"
+    """CUDA only: 'off' (eager), 'full' (torch.compile + CUDA graphs: minutes of start-up, fastest updates),
+    'graphs' (eager UNet as CUDA graphs: seconds of start-up) or 'regional' (compiled repeated blocks + CUDA
+    graphs); true = 'full', false = 'off'."""
     low_memory: bool = False
     """Fit small GPUs: VAE gradient checkpointing, CFG branches one at a time, text encoder moved to the CPU."""
+
+    def __post_init__(self):
+        self.compile = compile_mode(self.compile)  # YAML true/false of older configs name 'full'/'off'
 
 
 def load_prior(cfg: PriorConfig):
