@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from lucidkit.compile_cache import default_folder
 from lucidkit.prior.graphed import GraphedModule
 
 # Inductor stores a value that several kernels read once it reads > 4 inputs, has > 30 ops or has accumulated > 8
@@ -28,7 +29,7 @@ def use_persistent_compile_cache() -> Path | None:
     current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if current is not None and os.path.abspath(current) != os.path.abspath(default_cache_dir()):
         return Path(current)
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lucidkit" / "inductor"
+    folder = default_folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:

@@ -46,14 +46,17 @@ class GraphedCall(torch.nn.Module):
             return getattr(self._modules["module"], name)
 
     @staticmethod
-    def _signature(leaves: list, spec) -> tuple | None:
+    def _replayable(x: torch.Tensor) -> bool:
+        return x.is_cuda
+
+    def _signature(self, leaves: list, spec) -> tuple | None:
         """What a graph is captured for, or None when the call cannot replay (gradients, a tensor not on CUDA)."""
         if torch.is_grad_enabled():
             return None
         key = []
         for leaf in leaves:
             if isinstance(leaf, torch.Tensor):
-                if not leaf.is_cuda:
+                if not self._replayable(leaf):
                     return None
                 key.append((tuple(leaf.shape), leaf.dtype, leaf.stride(), leaf.device))
             else:
