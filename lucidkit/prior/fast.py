@@ -12,6 +12,7 @@ import torch
 
 from lucidkit.compile_cache import default_folder
 from lucidkit.prior.graphed import GraphedModule
+from lucidkit.prior.modes import compile_mode
 
 # Inductor stores a value that several kernels read once it reads > 4 inputs, has > 30 ops or has accumulated > 8
 # reads; in the encoder's GroupNorm + SiLU backward those values are float32 copies of whole activations. With these
@@ -75,8 +76,6 @@ class FastPath:
             `compile_repeated_blocks`): one compiled block serves every block of the same shape, so compiling takes
             tens of seconds, not minutes.
         """
-        from lucidkit.prior.config import compile_mode
-
         mode = compile_mode(compile)
         for model in (self.unet, self.controlnet):
             if model is not None:
