@@ -219,3 +219,19 @@ def test_cache_import_refuses_members_outside_the_cache(cache_home, tmp_path, mo
 def test_cache_export_without_a_cache_says_so(cache_home, tmp_path):
     one_line_error(CliRunner().invoke(cli, ["cache", "export", str(tmp_path / "c.tar.gz")]), "no compile cache")
     assert not (tmp_path / "c.tar.gz").exists()
+
+
+def test_bench_startup_measures_a_mode_in_its_own_process(tiny_prior_dir, tmp_path):
+    """`lucidkit bench startup` on a CPU (a smoke run of what tools/gpu/startup.sh measures on a GPU): the table
+    and the JSON name the mode and its start-up, read from the run's manifest."""
+    out = tmp_path / "startup.json"
+    result = CliRunner().invoke(cli, ["bench", "startup", "--model", str(tiny_prior_dir), "--preset", "tiny",
+                                      "--device", "cpu", "--cases", "off", "--steps-off", "2",
+                                      "--work", str(tmp_path / "work"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    case = json.loads(out.read_text())["cases"]["off-fresh"]
+    assert case["applied_mode"] == "off" and case["updates"] == 2
+    assert case["startup_s"] >= case["load_prior_s"] > 0
+    assert case["startup_s"] <= case["process_wall_s"]  # measured inside the process it was timed around
+    row = next(line for line in out.with_suffix(".txt").read_text().splitlines() if line.startswith("off "))
+    assert f"{case['startup_s']:.1f}" in row

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (bare, no network): start-up and speed of each way of running the prior (issue 24), as whole
-# `lucidkit generate` processes on an SD 2.1-base folder with random weights: tools/gpu/startup_bench.py.
+# `lucidkit generate` processes on an SD 2.1-base folder with random weights: `lucidkit bench startup`
+# (lucidkit/bench/startup.py).
 # Prepare here, once: the wheels tools/gpu/gpu_speed.sh uses (diffusers, gsplat, ... in .whl/; .whl/gsplat_ext.tgz,
 # gsplat's built extension from an earlier $OUT, saves its ~90 s build). Then, from the repository root:
 #   bash tools/gpu/startup.sh                      # every mode: graphs, regional, off, full (+ cache import)
@@ -26,13 +27,15 @@ fi
 t0=$(date +%s); python3 -c "from gsplat.cuda._backend import _C; assert _C is not None" && echo "gsplat ready in $(( $(date +%s) - t0 )) s"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
+MODEL=${MODEL:-/tmp/sd21-random}
+[ -f "$MODEL/model_index.json" ] || python3 tools/gpu/save_random_prior.py "$MODEL" 2>&1 | grep -v '^\[transformers' | tail -2
 # the call's 600 s, less what the set-up took and a margin for the tarball and copies below
 budget=$(( ${CALL_S:-585} - ($(date +%s) - T0) - 25 ))
 echo "set-up took $(( $(date +%s) - T0 )) s; ${budget} s left for the cases"
-timeout -k 10 $(( budget + 10 )) python3 tools/gpu/startup_bench.py --cases "${CASES:-graphs,regional,off,full}" \
-  --steps "${STEPS:-250}" --budget-s "$budget" ${BENCH_ARGS-} 2>&1 | grep --line-buffered -v '^\[transformers'
+timeout -k 10 $(( budget + 10 )) python3 -m lucidkit.commands.cli bench startup --model "$MODEL" \
+  --cases "${CASES:-graphs,regional,off,full}" --steps "${STEPS:-250}" --budget "$budget" --out "$OUT/startup.json" \
+  ${BENCH_ARGS-} 2>&1 | grep --line-buffered -v '^\[transformers'
 mkdir -p "$OUT/startup_logs" && cp /tmp/startup_bench/*.log "$OUT/startup_logs/" 2>/dev/null
-[ -f "$OUT/startup.txt" ] && cat "$OUT/startup.txt"
 # keep the JIT-built gsplat extension (if small enough to come back) so later calls can skip its build
 [ -d "$ext" ] && [ ! -f .whl/gsplat_ext.tgz ] && tar -czf "$OUT/gsplat_ext.tgz" -C "$(dirname "$ext")" "$(basename "$ext")" && ls -la "$OUT/gsplat_ext.tgz"
 true

@@ -1,25 +1,17 @@
-"""Start-up and speed of each way of running the prior (`prior.compile`), as a user meets them: whole
-`lucidkit generate` processes on an SD 2.1-base folder with random weights (issue 24).
+"""`lucidkit bench startup`: start-up and speed of each way of running the prior (`prior.compile`) as a user meets
+them — whole `lucidkit generate` processes, here on an SD 2.1-base folder with random weights (issue 24).
 
-Run it through tools/gpu/startup.sh on a GPU machine (it installs the carried wheels first). For each mode:
-
+For each mode (graphs, regional, off, full; cheapest first):
     fresh   a new process with EMPTY compile caches (a new TORCHINDUCTOR_CACHE_DIR; Triton's cache lives inside it,
             TRITON_CACHE_DIR is unset), as on a fresh machine
     warm    the same again with the caches the fresh run filled (a later run on that machine)
     import  "full" only: the fresh run's cache exported with `lucidkit cache export`, imported with
             `lucidkit cache import` into another empty folder, then a run on it (a cluster node given the cache)
-
 Each run reads from its manifest: start-up (process start -> first update finished), the steady time per update
 (every update after the first) and the load time; the table adds the projected end-to-end minutes of the 5000-update
-recipe (start-up + 5000 x ms/update). Cases run cheapest first; after every case the results so far are written to
---results/startup.json and, when $OUT is set, to $OUT/startup.json and $OUT/startup.txt. A case that would not fit
-the time left (--budget-s) is skipped, and a later call with the same --results continues with the cases not yet
-measured (the machine keeps /tmp while it stays warm).
-
-    python tools/gpu/startup_bench.py                          # every case, SD 2.1-base random weights
-    python tools/gpu/startup_bench.py --cases graphs,full      # some modes only
-    python tools/gpu/startup_bench.py --model /tmp/tiny-random --arch tiny --preset tiny --steps 3 --steps-off 3 \
-        --device cpu --results /tmp/startup-check          # a CPU check of the script
+recipe (start-up + 5000 x ms/update). After every case the results so far are written to `out` (JSON) and a table
+beside it (.txt). A case that would not fit the time left (`budget_s`) is skipped, and a later call with the same
+`work` folder continues with the cases not yet measured. On a GPU machine: tools/gpu/startup.sh.
 """
 
 from __future__ import annotations
@@ -198,40 +190,33 @@ def table(results: dict) -> str:
 
 
 def save(args, results: dict) -> None:
-    text = json.dumps(results, indent=1)
-    (args.results / "startup.json").write_text(text)
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "startup.json").write_text(text)
-        Path(os.environ["OUT"], "startup.txt").write_text(table(results) + "\n")
+    """The results so far: in the work folder (for a later call to continue) and at `out` with a .txt table."""
+    from lucidkit.export import write_json
+
+    write_json(args.results / "startup.json", results)
+    if args.out:
+        write_json(args.out, results)
+        Path(args.out).with_suffix(".txt").write_text(table(results) + "\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=",".join(MODES), help="Comma-separated modes (graphs,regional,off,full).")
-    parser.add_argument("--steps", type=int, default=250, help="Updates per run (default 250).")
-    parser.add_argument("--steps-off", type=int, default=120, help="Updates of the eager runs (slow; default 120).")
-    parser.add_argument("--model", type=Path, default=Path("/tmp/sd21-random"), help="SD folder (random weights).")
-    parser.add_argument("--arch", default="sd21-base", help="Architecture of a --model folder to create.")
-    parser.add_argument("--preset", default="default", help="generate preset (tiny: a CPU check of this script).")
-    parser.add_argument("--device", default="cuda", help="cuda, or cpu for a check of this script.")
-    parser.add_argument("--budget-s", type=float, default=480, help="Time for the cases; later ones are skipped.")
-    parser.add_argument("--results", type=Path, default=Path("/tmp/startup_bench"))
-    parser.add_argument("--restart", action="store_true", help="Forget earlier results in --results.")
-    args = parser.parse_args()
-    args.modes = [m.strip() for m in args.cases.split(",") if m.strip()]
-    unknown = [m for m in args.modes if m not in MODES]
+def bench_startup(model: str, modes: tuple[str, ...] = MODES, steps: int = 250, steps_off: int = 120,
+                  preset: str = "default", device: str = "cuda", budget_s: float = 480, work: str = "/tmp/startup_bench",
+                  out: str | None = None, restart: bool = False) -> dict:
+    """Measure `modes` (see the module docstring) and print the table; returns the results."""
+    from types import SimpleNamespace
+
+    from lucidkit.errors import UserError
+
+    unknown = [m for m in modes if m not in MODES]
     if unknown:
-        parser.error(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
-    args.modes = [m for m in MODES if m in args.modes]  # cheapest first, whatever the order asked
+        raise UserError(f"unknown mode {unknown[0]!r} in --cases; choose from {', '.join(MODES)}")
+    if not (Path(model) / "model_index.json").is_file():
+        raise UserError(f"--model {model} is not a diffusers folder (no model_index.json); write one with random "
+                        f"weights: python tools/gpu/save_random_prior.py {model}")
+    args = SimpleNamespace(model=Path(model), modes=[m for m in MODES if m in modes], steps=steps,
+                           steps_off=steps_off, preset=preset, device=device, budget_s=budget_s,
+                           results=Path(work), out=out, restart=restart)
     args.results.mkdir(parents=True, exist_ok=True)
-    if not (args.model / "model_index.json").exists():
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, str(Path(__file__).with_name("save_random_prior.py")), str(args.model),
-                        "--arch", args.arch], check=True)
-        args.budget_s -= time.perf_counter() - t0
     results = measure(args)
     print(table(results), flush=True)
-
-
-if __name__ == "__main__":
-    main()
+    return results
