@@ -69,7 +69,10 @@ def run_generate(args, name: str, mode: str, cache: Path, timeout_s: float) -> d
     manifest = json.loads((out / "manifest.json").read_text())
     t = manifest["timings"]
     ms = 1e3 * t["s_per_update_after_first"] if t.get("s_per_update_after_first") else None
+    # a graph capture that failed falls back to eager with a warning (lucidkit/prior/graphed_call.py): flag it
+    warnings = [line.strip() for line in log.read_text().splitlines() if "capture failed" in line]
     return {"case": name, "mode": mode, "applied_mode": manifest["model"].get("compile_mode"), "updates": steps,
+            "capture_warnings": warnings[:3],
             "startup_s": t["startup_s"], "load_prior_s": t["load_prior_s"], "first_update_s": t["first_update_s"],
             "ms_per_update": ms, "outputs_s": t["outputs_s"], "process_wall_s": wall,
             "cache_mib": folder_mib(cache), "projected_recipe_min":
@@ -178,6 +181,7 @@ def table(results: dict) -> str:
                      f"{num(f'{mode}-import', 'startup_s'):>12}{num(f'{mode}-fresh', 'ms_per_update'):>11}"
                      f"{num(f'{mode}-fresh', 'projected_recipe_min'):>18}{warm_min:>17}")
     errors = [f"  {name}: {c['error']}" for name, c in cases.items() if "error" in c]
+    errors += [f"  {name}: {w}" for name, c in cases.items() for w in c.get("capture_warnings", [])]
     if errors:
         lines += ["errors:", *errors]
     lines.append(f"recipe min = (start-up + {RECIPE_UPDATES} x ms/update) / 60; ms/update = every update after the "
