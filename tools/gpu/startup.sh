@@ -11,22 +11,10 @@
 # the still-warm machine and it continues with the cases not yet measured (/tmp/startup_bench keeps them).
 set -uo pipefail
 T0=$(date +%s)
-export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=14
 OUT=${OUT:-docs/results}
 mkdir -p "$OUT"
-if ! python3 -c "import diffusers, gsplat" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-fi
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "editable install failed"
-# gsplat builds its CUDA extension on first use (~90 s); a build carried from an earlier machine is unpacked and
-# marked newer than its sources (as tools/gpu/gpu_speed.sh does). Built before any timing: no run below pays it.
-ext=$(python3 -c "import torch.utils.cpp_extension as c; print(c._get_build_directory('gsplat_cuda', False))" 2>/dev/null)
-if [ -f .whl/gsplat_ext.tgz ] && [ -n "$ext" ] && ! ls "$ext"/*.so >/dev/null 2>&1; then
-  mkdir -p "$(dirname "$ext")" && tar -xzf .whl/gsplat_ext.tgz -C "$(dirname "$ext")" && find "$ext" -exec touch {} +
-fi
-t0=$(date +%s); python3 -c "from gsplat.cuda._backend import _C; assert _C is not None" && echo "gsplat ready in $(( $(date +%s) - t0 )) s"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
+source tools/gpu/gpu_env.sh
+gpu_setup || exit 1  # wheels, lucidkit, gsplat's extension: built before any timing, so no run below pays it
 MODEL=${MODEL:-/tmp/sd21-random}
 [ -f "$MODEL/model_index.json" ] || python3 tools/gpu/save_random_prior.py "$MODEL" 2>&1 | grep -v '^\[transformers' | tail -2
 # the call's 600 s, less what the set-up took and a margin for the tarball and copies below
@@ -36,6 +24,4 @@ timeout -k 10 $(( budget + 10 )) python3 -m lucidkit.commands.cli bench startup 
   --cases "${CASES:-graphs,regional,off,full}" --steps "${STEPS:-250}" --budget "$budget" --out "$OUT/startup.json" \
   ${BENCH_ARGS-} 2>&1 | grep --line-buffered -v '^\[transformers'
 mkdir -p "$OUT/startup_logs" && cp /tmp/startup_bench/*.log "$OUT/startup_logs/" 2>/dev/null
-# keep the JIT-built gsplat extension (if small enough to come back) so later calls can skip its build
-[ -d "$ext" ] && [ ! -f .whl/gsplat_ext.tgz ] && tar -czf "$OUT/gsplat_ext.tgz" -C "$(dirname "$ext")" "$(basename "$ext")" && ls -la "$OUT/gsplat_ext.tgz"
-true
+keep_gsplat_ext
