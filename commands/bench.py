@@ -26,8 +26,8 @@ Examples:
 
 \b
 Each mode (prior.compile: graphs, regional, off, full) runs `lucidkit generate` processes: with empty compile
-caches (fresh), again with the caches they filled (warm), and for full with a cache moved by `lucidkit cache
-export|import`. Start-up = process start to the first update finished. A case that does not fit --budget is
+caches (fresh), again with the caches they filled (warm; regional and full, the modes that compile), and for
+full with a cache moved by `lucidkit cache export|import`. Start-up = process start to the first update finished. A case that does not fit --budget is
 skipped; the same command again continues with what is missing (results are kept in --work).
 """
 
@@ -69,8 +69,8 @@ def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
 @click.option("--model", required=True, type=click.Path(), help="A diffusers folder (random weights are fine).")
 @click.option("--cases", default="graphs,regional,off,full", show_default=True,
               help="Comma-separated prior.compile modes: graphs, regional, off, full (run cheapest first).")
-@click.option("--steps", default=250, show_default=True, help="Updates per run.")
-@click.option("--steps-off", default=120, show_default=True, help="Updates of the eager runs (the slow ones).")
+@click.option("--steps", default=200, show_default=True, help="Updates per run.")
+@click.option("--steps-off", default=100, show_default=True, help="Updates of the eager runs (the slow ones).")
 @click.option("--preset", default="default", show_default=True, help="generate preset of every run.")
 @click.option("--device", default="cuda", show_default=True, help="cuda, or cpu for a smoke run.")
 @click.option("--budget", "budget_s", default=480.0, show_default=True,

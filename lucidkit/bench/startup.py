@@ -4,7 +4,8 @@ them — whole `lucidkit generate` processes, here on an SD 2.1-base folder with
 For each mode (graphs, regional, off, full; cheapest first):
     fresh   a new process with EMPTY compile caches (a new TORCHINDUCTOR_CACHE_DIR; Triton's cache lives inside it,
             TRITON_CACHE_DIR is unset), as on a fresh machine
-    warm    the same again with the caches the fresh run filled (a later run on that machine)
+    warm    the same again with the caches the fresh run filled (a later run on that machine); not for "off" and
+            "graphs", which compile nothing (their warm start is their fresh one)
     import  "full" only: the fresh run's cache exported with `lucidkit cache export`, imported with
             `lucidkit cache import` into another empty folder, then a run on it (a cluster node given the cache)
 Each run reads from its manifest: start-up (process start -> first update finished), the steady time per update
@@ -27,10 +28,11 @@ from pathlib import Path
 
 MODES = ("graphs", "regional", "off", "full")  # cheapest first
 RECIPE_UPDATES = 5000
-# rough cost of each case on an H100 in seconds (process start to exit, 250 updates), to skip a case that cannot
+# rough cost of each case on an H100 in seconds (process start to exit, 200 updates), to skip a case that cannot
 # finish in the time left instead of cutting it off half-way
-ESTIMATE_S = {"graphs": 60, "regional": 100, "off": 90, "full": 300}
-WARM_ESTIMATE_S = {"regional": 70, "full": 150}
+ESTIMATE_S = {"graphs": 50, "regional": 90, "off": 50, "full": 280}
+WARM_ESTIMATE_S = {"regional": 60, "full": 130}
+UNCACHED = ("off", "graphs")  # modes that compile nothing: their warm start is their fresh one (not run twice)
 
 
 def cli(*args: str) -> list[str]:
@@ -105,7 +107,7 @@ def plan(modes: list[str]) -> list[tuple[str, str, str]]:
     cases = []
     for mode in modes:
         cases.append((f"{mode}-fresh", mode, "fresh"))
-        if mode != "off":  # eager compiles nothing: its warm start is its fresh one
+        if mode not in UNCACHED:
             cases.append((f"{mode}-warm", mode, "warm"))
     if "full" in modes:
         cases.append(("full-import", "full", "import"))
@@ -174,9 +176,8 @@ def table(results: dict) -> str:
     for mode in MODES:
         if not any(c.startswith(f"{mode}-") for c in cases):
             continue
-        # eager compiles nothing, so its warm start is its fresh one (not run twice)
-        warm_s = "= fresh" if mode == "off" else num(f"{mode}-warm", "startup_s")
-        warm_min = "= fresh" if mode == "off" else num(f"{mode}-warm", "projected_recipe_min")
+        warm_s = "= fresh" if mode in UNCACHED else num(f"{mode}-warm", "startup_s")
+        warm_min = "= fresh" if mode in UNCACHED else num(f"{mode}-warm", "projected_recipe_min")
         lines.append(f"{mode:<10}{num(f'{mode}-fresh', 'startup_s'):>18}{warm_s:>17}"
                      f"{num(f'{mode}-import', 'startup_s'):>12}{num(f'{mode}-fresh', 'ms_per_update'):>11}"
                      f"{num(f'{mode}-fresh', 'projected_recipe_min'):>18}{warm_min:>17}")
@@ -203,7 +204,7 @@ def save(args, results: dict) -> None:
         Path(args.out).with_suffix(".txt").write_text(table(results) + "\n")
 
 
-def bench_startup(model: str, modes: tuple[str, ...] = MODES, steps: int = 250, steps_off: int = 120,
+def bench_startup(model: str, modes: tuple[str, ...] = MODES, steps: int = 200, steps_off: int = 100,
                   preset: str = "default", device: str = "cuda", budget_s: float = 480, work: str = "/tmp/startup_bench",
                   out: str | None = None, restart: bool = False) -> dict:
     """Measure `modes` (see the module docstring) and print the table; returns the results."""

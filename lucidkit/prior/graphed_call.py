@@ -43,7 +43,10 @@ class GraphedCall(torch.nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            return getattr(self._modules["module"], name)
+            module = self.__dict__.get("_modules", {}).get("module")  # (absent while the wrapper is being built)
+            if module is None:
+                raise
+            return getattr(module, name)
 
     @staticmethod
     def _replayable(x: torch.Tensor) -> bool:

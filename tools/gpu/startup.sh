@@ -21,7 +21,7 @@ MODEL=${MODEL:-/tmp/sd21-random}
 budget=$(( ${CALL_S:-585} - ($(date +%s) - T0) - 25 ))
 echo "set-up took $(( $(date +%s) - T0 )) s; ${budget} s left for the cases"
 timeout -k 10 $(( budget + 10 )) python3 -m lucidkit.commands.cli bench startup --model "$MODEL" \
-  --cases "${CASES:-graphs,regional,off,full}" --steps "${STEPS:-250}" --budget "$budget" --out "$OUT/startup.json" \
+  --cases "${CASES:-graphs,regional,off,full}" --steps "${STEPS:-200}" --budget "$budget" --out "$OUT/startup.json" \
   ${BENCH_ARGS-} 2>&1 | grep --line-buffered -v '^\[transformers'
 mkdir -p "$OUT/startup_logs" && cp /tmp/startup_bench/*.log "$OUT/startup_logs/" 2>/dev/null
 keep_gsplat_ext
