@@ -3,7 +3,7 @@ them — whole `lucidkit generate` processes, here on an SD 2.1-base folder with
 
 For each mode (graphs, regional, off, full; cheapest first):
     fresh   a new process with EMPTY compile caches (a new TORCHINDUCTOR_CACHE_DIR; Triton's cache lives inside it,
-            TRITON_CACHE_DIR is unset), as on a fresh machine
+            TRITON_CACHE_DIR is unset; a new TRITON_HOME beside it), as on a fresh machine
     warm    the same again with the caches the fresh run filled (a later run on that machine); not for "off" and
             "graphs", which compile nothing (their warm start is their fresh one)
     import  "full" only: the fresh run's cache exported with `lucidkit cache export`, imported with
@@ -40,11 +40,24 @@ def cli(*args: str) -> list[str]:
 
 
 def cache_env(folder: Path) -> dict:
-    """The environment of a run whose compile caches are `folder` (Triton's under it, as inductor puts them)."""
+    """The environment of a run whose compile caches are `folder` (Triton's kernels under it, as inductor puts
+    them) and, beside it, Triton's home (its launcher stubs, ~/.triton otherwise: fresh for a fresh case too)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_DIR"}
-    env.update(TORCHINDUCTOR_CACHE_DIR=str(folder), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.update(TORCHINDUCTOR_CACHE_DIR=str(folder), TRITON_HOME=str(triton_home(folder)), HF_HUB_OFFLINE="1",
+               PYTHONUNBUFFERED="1")
     folder.mkdir(parents=True, exist_ok=True)
     return env
+
+
+def triton_home(cache: Path) -> Path:
+    return cache.with_name(f"{cache.name}.triton-home")
+
+
+def empty(cache: Path) -> Path:
+    """`cache` and its Triton home removed: as on a fresh machine."""
+    for folder in (cache, triton_home(cache)):
+        shutil.rmtree(folder, ignore_errors=True)
+    return cache
 
 
 def run_generate(args, name: str, mode: str, cache: Path, timeout_s: float) -> dict:
@@ -88,7 +101,7 @@ def folder_mib(folder: Path) -> float:
 def cache_roundtrip(args, source: Path, target: Path, timeout_s: float) -> dict:
     """`lucidkit cache export` of `source`, `lucidkit cache import` into the empty folder `target`."""
     archive = args.results / "full-cache.tar.gz"
-    shutil.rmtree(target, ignore_errors=True)
+    empty(target)
     info = {}
     for what, cache, cmd in (("export", source, cli("cache", "export", str(archive))),
                              ("import", target, cli("cache", "import", str(archive)))):
@@ -135,7 +148,7 @@ def measure(args) -> dict:
         cache = caches / f"{mode}-fresh"
         extra = {}
         if kind == "fresh":
-            shutil.rmtree(cache, ignore_errors=True)  # empty, as on a fresh machine
+            empty(cache)
         elif kind == "import":
             cache = caches / "full-imported"
             extra = cache_roundtrip(args, caches / "full-fresh", cache, left)
