@@ -55,7 +55,7 @@ def bench():
 @click.option("--gaussians", default=100_000, show_default=True, help="Number of Gaussians.")
 @click.option("--cases", default="fast,fast-perpneg,eager,naive,low-memory", show_default=True,
               help="Comma-separated cases: fast (compiled), fast-perpneg, eager (bf16, no compile), naive "
-                   "(fp16 eager, release habits), low-memory.")
+                   "(fp16 eager, release habits), low-memory, graphs and regional (prior.compile modes).")
 @click.option("--out", type=click.Path(), help="Save the results as JSON here.")
 def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
     """Time one ISM update of the default recipe and its parts; compare with a naive, release-like path."""

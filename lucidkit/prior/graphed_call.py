@@ -2,7 +2,7 @@
 
 For the UNet (and ControlNet) of the "graphs" and "regional" ways of running the prior (`PriorConfig.compile`):
 the eager UNet is launch-bound — about 1150 kernels a call that the CPU queues one by one — and a CUDA graph
-queues them all at once. Capturing takes one warm-up call and one captured call (about a second for the SD
+queues them all at once. Capturing takes two warm-up calls and one captured call (about a second for the SD
 2.1-base UNet) where torch.compile's whole-UNet compilation takes minutes.
 
     unet = GraphedCall(unet)
@@ -10,8 +10,9 @@ queues them all at once. Capturing takes one warm-up call and one captured call 
         eps = unet(x, t, encoder_hidden_states=e, return_dict=False)[0]   # first call of a signature: capture
 
 When a call replays:
-  * only without gradients (the guidance's UNet calls run under no_grad), and only when every tensor argument
-    (positional or keyword, also inside lists and tuples) is a CUDA tensor; any other call runs the wrapped module;
+  * only without gradients (the guidance's UNet calls run under no_grad), outside any dispatch mode (a FLOP
+    counter must see the real calls), and only when every tensor argument (positional or keyword, also inside
+    lists and tuples) is a CUDA tensor; any other call runs the wrapped module;
   * for the signature it was captured at: the nesting of the arguments, each tensor's shape, dtype, strides and
     device, and the value of every other argument (a float scale, return_dict). A new signature (another batch
     size) is captured once and kept; its graph shares one memory pool with the others.
@@ -27,6 +28,7 @@ import warnings
 
 import torch
 from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 
 class GraphedCall(torch.nn.Module):
@@ -54,7 +56,7 @@ class GraphedCall(torch.nn.Module):
 
     def _signature(self, leaves: list, spec) -> tuple | None:
         """What a graph is captured for, or None when the call cannot replay (gradients, a tensor not on CUDA)."""
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or _get_current_dispatch_mode() is not None:  # e.g. a FLOP counter: run it
             return None
         key = []
         for leaf in leaves:
