@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from lucidkit.devices import pick_device
 from lucidkit.prior.modes import compile_mode
 
+
 @dataclass
 class PriorConfig:
     """Which diffusion prior guides the optimisation, and how it runs."""
