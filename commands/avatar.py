@@ -23,6 +23,8 @@ smplx/SMPLX_NEUTRAL.npz as smplx.create reads it (download from https://smpl-x.i
 lucidkit's built-in body in the same layout.
 Outputs in the run folder: scene.ply (z up, the body faces +x), turntable.mp4 (the avatar beside its skeleton
 condition), preview.png, config.yaml, manifest.json (with the pose and the body's frame), checkpoint.pt.
+Skeleton: the 18 OpenPose body keypoints, and with --hands 21 per hand (default: on for real OpenPose ControlNets, off
+for the toy one); face keypoints are not drawn (SMPL-X's face landmarks need the real model's landmark embedding).
 Presets: presets/avatar/*.yaml (default = SD 1.5 + OpenPose ControlNet; toy; tiny).
 """
 
@@ -35,6 +37,7 @@ Presets: presets/avatar/*.yaml (default = SD 1.5 + OpenPose ControlNet; toy; tin
 @options.field("body.gender", "--gender", type=click.Choice(["neutral", "male", "female"]))
 @options.field("control.model", "--controlnet")
 @options.field("control.scale", "--control-scale", type=float)
+@options.field("control.hands", "--hands/--no-hands")
 @options.prompt_options
 @options.precision
 @options.device

@@ -11,6 +11,7 @@ Examples:
   lucidkit bench speed                                   # CUDA: SD 2.1-base shapes, random weights
   lucidkit bench speed --cases fast,naive --steps 20 --out docs/results/speed.json
   lucidkit bench speed --arch tiny --device cpu --steps 2  # a smoke run on a CPU
+  lucidkit bench speed --cases avatar,avatar-fast          # lucidkit avatar's update (SD 1.5 + ControlNet)
 
 \b
 Each case is timed early (t up to 980), mid-anneal and late (t < 500); "mean ms" weights them over the
@@ -55,7 +56,9 @@ def bench():
 @click.option("--gaussians", default=100_000, show_default=True, help="Number of Gaussians.")
 @click.option("--cases", default="fast,fast-perpneg,eager,naive,low-memory", show_default=True,
               help="Comma-separated cases: fast (compiled), fast-perpneg, eager (bf16, no compile), naive "
-                   "(fp16 eager, release habits), low-memory, graphs and regional (prior.compile modes).")
+                   "(fp16 eager, release habits), low-memory, graphs and regional (prior.compile modes); avatar, "
+                   "avatar-fast (lucidkit avatar's update: SD 1.5 + a random OpenPose ControlNet, the built-in body's "
+                   "skeleton; --arch tiny keeps tiny).")
 @click.option("--out", type=click.Path(), help="Save the results as JSON here.")
 def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
     """Time one ISM update of the default recipe and its parts; compare with a naive, release-like path."""

@@ -50,6 +50,11 @@ class ControlConfig:
     """Strength of the ControlNet's residuals."""
     in_inversion: bool = False
     """Also condition ISM's inversion steps (the target and both CFG branches always are)."""
+    hands: bool | None = None
+    """Draw both hands' 21 OpenPose keypoints (from SMPL-X's wrist, finger joints and fingertips) in the skeleton.
+    Default: on for real OpenPose ControlNets (trained with hand drawings too), off for the toy one (trained on
+    bodies only). Face keypoints are not drawn: SMPL-X's face landmarks need the model's landmark embedding, which
+    the built-in body only stands in for."""
 
 
 @dataclass
@@ -78,6 +83,7 @@ class AvatarTask(SceneTask):
         from lucidkit.body.pose import load_pose, pose_body
 
         body = self.cfg.body
+        self.hands = bool(self.cfg.control.hands)  # until a ControlNet is attached (`resolve_hands`)
         self.params = load_pose(body.pose, body.frame)
         self.body = pose_body(self.params, body.smplx_models, body.gender)
         self.vertices, self.joints = self.body.world_vertices(), self.body.world_joints()  # [V, 3], [J, 3] z-up
@@ -89,6 +95,12 @@ class AvatarTask(SceneTask):
         if spec != "none":
             prior.attach_controlnet(spec)  # one clear line if it does not fit the prior
             check_openpose(prior.controlnet, spec)
+            self.resolve_hands(prior)
+
+    def resolve_hands(self, prior):
+        """`control.hands`, or by default: hands for every attached ControlNet except lucidkit's toy one."""
+        kind = (prior.source.get("controlnet") or {}).get("kind")
+        self.hands = self.cfg.control.hands if self.cfg.control.hands is not None else kind not in (None, "toy")
 
     def describe(self, prior):
         return (f"pose {self.cfg.body.pose!r} on {self.body.model}; prior {self.cfg.prior.model!r} on {prior.device}, "
@@ -101,15 +113,23 @@ class AvatarTask(SceneTask):
         return init_body(self.body, self.cfg.body.n_points, generator, opacity=self.cfg.body.opacity, device=device)
 
     def skeletons(self, cams) -> torch.Tensor:
-        """[C, H, W, 3] the OpenPose condition images of the posed body seen by `cams`."""
+        """[C, H, W, 3] the OpenPose condition images of the posed body seen by `cams`, whose visibility ray casts
+        run on the cameras' device (on a CPU, 4 views with hands took ~300 ms per update: the GPU would wait)."""
         from lucidkit.body.skeleton import skeleton_images
 
-        return skeleton_images(self.joints, self.vertices, self.body.faces, cams, self.body.vertex_joint)
+        device = cams.viewmats.device
+        if getattr(self, "_mesh", (None,))[0] != device:  # the posed mesh, moved once per device
+            self._mesh = (device, *(v.to(device) for v in (self.joints, self.vertices, self.body.faces,
+                                                            self.body.vertex_joint)))
+        joints, vertices, faces, vertex_joint = self._mesh[1:]
+        return skeleton_images(joints, vertices, faces, cams, vertex_joint, self.hands)
 
     def condition(self, cams) -> dict | None:
         if self.cfg.control.model == "none":
             return None
-        return {"image": self.skeletons(cams).permute(0, 3, 1, 2), "scale": self.cfg.control.scale,
+        # on the cameras' device once per update, not copied from the host by every conditioned UNet call
+        image = self.skeletons(cams).to(cams.viewmats.device, non_blocking=True).permute(0, 3, 1, 2)
+        return {"image": image, "scale": self.cfg.control.scale,
                 "in_inversion": self.cfg.control.in_inversion}
 
     def objective(self, guidance, state):
@@ -125,7 +145,7 @@ class AvatarTask(SceneTask):
                 "body": {"model": self.body.model, "frame": self.body.frame(),
                          "scene_frame": "lucidkit world: z up, the body faces +x (SMPL-X y up, +z front)"},
                 "control": {"model": cfg.control.model, "scale": cfg.control.scale,
-                            "in_inversion": cfg.control.in_inversion}}
+                            "in_inversion": cfg.control.in_inversion, "hands": self.hands}}
 
 
 def run(cfg: AvatarConfig, folder: Path, resume: bool = False, quiet: bool = False,

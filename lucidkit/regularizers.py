@@ -1,4 +1,5 @@
-"""The recipe's image-space regularisers of a render: total variation of the RGB and of a normalised disparity."""
+"""Image-space regularisers of a render: the recipe's total variation of the RGB and of a normalised disparity, and
+the binary entropy of the alpha (against translucent halos)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import torch
 def total_variation(img: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of neighbouring pixels; img [B, H, W, C]."""
     return (img[:, 1:] - img[:, :-1]).abs().mean() + (img[:, :, 1:] - img[:, :, :-1]).abs().mean()
+
+
+def alpha_entropy(alpha: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Mean binary entropy of the rendered alpha [B, H, W, 1]: 0 where a pixel is empty or fully covered, largest
+    (ln 2) at alpha 0.5, so minimising it removes half-transparent pixels."""
+    a = alpha.clamp(eps, 1 - eps)
+    return -(a * a.log() + (1 - a) * (1 - a).log()).mean()
 
 
 def image_regularizers(rgb: torch.Tensor, depth: torch.Tensor, alpha: torch.Tensor, tv_rgb: float,

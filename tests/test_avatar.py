@@ -47,6 +47,7 @@ def test_avatar_writes_every_output_around_the_posed_body(tiny_prior_dir, tiny_c
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == "avatar" and manifest["pose"]["spec"] == "t-pose"
     assert manifest["control"]["model"] == str(tiny_controlnet) and "smplx_to_world" in manifest["body"]["frame"]
+    assert manifest["control"]["hands"] is True  # a ControlNet from a folder: a real one, drawn with hands
     means = read_ply(out / "scene.ply").splats["means"].detach()
     extent = means.amax(0) - means.amin(0)  # a T-pose: arms out along the world's y, the body up along z
     assert extent[1] > 1.5 * extent[0] and extent[2] > 1.5 * extent[0]

@@ -1,12 +1,6 @@
 """The OpenPose condition: keypoints where the joints project, left and right kept, hidden points dropped, and
 the drawing of the OpenPose convention (compared with controlnet_aux's where its drawing code can be loaded)."""
 
-import importlib.util
-import sys
-import types
-from pathlib import Path
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 import torch
@@ -16,6 +10,7 @@ pytest.importorskip("smplx")
 from lucidkit.body import skeleton as S  # noqa: E402
 from lucidkit.body.pose import load_pose, pose_body  # noqa: E402
 from lucidkit.cameras import CameraConfig, eval_ring  # noqa: E402
+from openpose_reference import reference_util  # noqa: E402
 
 KP = {name: i for i, name in enumerate(S.KEYPOINT_NAMES)}
 SIZE = 256
@@ -114,47 +109,9 @@ def test_stick_width_scales_with_resolution():
     assert S.stick_width(512, 512) == 4.0 and S.stick_width(1024, 768) == 6.0 and S.stick_width(64, 64) == 1.0
 
 
-def _reference_draw_bodypose(monkeypatch):
-    """controlnet_aux's draw_bodypose: imported normally, or else its drawing file loaded on its own (the package
-    imports every detector, which needs torchvision; the drawing needs only cv2 and numpy). Skips without it."""
-    try:
-        from controlnet_aux.open_pose.util import draw_bodypose
-
-        return draw_bodypose
-    except Exception:  # noqa: BLE001
-        pass
-    pytest.importorskip("cv2")
-    spec = importlib.util.find_spec("controlnet_aux")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("controlnet_aux is not installed")
-    util = Path(list(spec.submodule_search_locations)[0]) / "open_pose" / "util.py"
-
-    class Keypoint(NamedTuple):
-        x: float
-        y: float
-        score: float = 1.0
-        id: int = -1
-
-    package, body = types.ModuleType("_cnaux_pose"), types.ModuleType("_cnaux_pose.body")
-    package.__path__ = [str(util.parent)]
-    body.Keypoint, body.BodyResult = Keypoint, tuple
-    monkeypatch.setitem(sys.modules, "_cnaux_pose", package)
-    monkeypatch.setitem(sys.modules, "_cnaux_pose.body", body)
-    module_spec = importlib.util.spec_from_file_location("_cnaux_pose.util", util)
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as err:  # noqa: BLE001
-        pytest.skip(f"controlnet_aux's drawing code does not load here ({err})")
-    module.Keypoint = Keypoint
-    return module.draw_bodypose
-
-
 def test_drawing_matches_controlnet_aux(t_pose, monkeypatch):
-    draw_bodypose = _reference_draw_bodypose(monkeypatch)
-    keypoint_type = getattr(sys.modules.get("_cnaux_pose.body"), "Keypoint", None)
-    if keypoint_type is None:
-        from controlnet_aux.open_pose.body import Keypoint as keypoint_type
+    util, keypoint_type = reference_util(monkeypatch)
+    draw_bodypose = util.draw_bodypose
     size = 512
     for pose, cam in (("walk", 1), ("t-pose", 0), ("arms-up", 2)):
         body = pose_body(load_pose(pose))

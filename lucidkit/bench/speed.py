@@ -24,23 +24,7 @@ from pathlib import Path
 
 import torch
 
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn, device, repeat: int = 10, warmup: int = 3) -> float:
-    """Mean wall time of `fn()` in ms over `repeat` calls run back to back, as the loop runs them (the CPU queues
-    work ahead of the GPU; the device is synchronised only before and after the timed calls)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) * 1e3 / repeat
+from lucidkit.bench.timing import _sync, count_flops, time_ms
 
 
 def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
@@ -52,15 +36,6 @@ def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
     b = torch.randn(n, n, device=device, dtype=dtype)
     ms = time_ms(lambda: a @ b, device, repeat=10)
     return 2 * n**3 / (ms * 1e-3) / 1e12
-
-
-def count_flops(fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    # run eagerly: a compiled UNet or encoder would compile again for the batch of one counted here (minutes)
-    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
 
 
 def build(arch: str, device, precision: str, batch: int, resolution: int, n_gaussians: int, perp_neg: bool,
@@ -226,16 +201,18 @@ def expected_inversion_calls(cfg, step: int, samples: int = 2000) -> float:
 
 
 def run_case(name, arch, device, precision, batch, resolution, n_gaussians, perp_neg, fast, low_memory, steps,
-             release_habits=False, with_breakdown=True, peak_rate=None) -> dict:
+             release_habits=False, with_breakdown=True, peak_rate=None, builder=None, extend=None) -> dict:
+    """One case; `builder` replaces `build` and `extend(result, prior, guidance, sampler, cfg, objective, device,
+    perp_neg, peak_rate)` adds a case's own pieces (the avatar cases: lucidkit/bench/speed_avatar.py)."""
     torch._dynamo.reset()  # each case compiles its own prior; earlier cases must not use up the recompile budget
-    prior, guidance, cfg, state, objective, sampler = build(
+    prior, guidance, cfg, state, objective, sampler = (builder or build)(
         arch, device, precision, batch, resolution, n_gaussians, perp_neg, fast, low_memory, naive=release_habits)
     if device.type == "cuda":  # peak memory of the run itself (random-weight models are built in fp32 first)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     if release_habits:
         _add_release_habits(prior)
-    result = {"case": name, "precision": precision, "fast_path": fast, "low_memory": low_memory,
+    result = {"case": name, "arch": arch, "precision": precision, "fast_path": fast, "low_memory": low_memory,
               "perp_neg": perp_neg, "batch": batch, "resolution": resolution, "gaussians": n_gaussians}
     total = cfg.loop.steps
     anneal = min(cfg.guidance.anneal_steps, total)
@@ -270,6 +247,8 @@ def run_case(name, arch, device, precision, batch, resolution, n_gaussians, perp
     result["achieved_tflops_late"] = flops / (result["ms_per_update_late"] * 1e-3) / 1e12
     if peak_rate:
         result["floor_ms_late"] = flops / (peak_rate * 1e12) * 1e3
+    if extend is not None:
+        extend(result, prior, guidance, sampler, cfg, objective, device, perp_neg, peak_rate)
     del prior, guidance, state, objective
     return result
 
@@ -315,13 +294,23 @@ def bench_speed(arch: str = "sd21-base", device: str = "auto", steps: int = 10, 
                       release_habits=True),
         "low-memory": dict(precision=fast_precision, perp_neg=False, fast=False, low_memory=True),
     }
+    from lucidkit.bench.speed_avatar import avatar_arch, avatar_specs
+
+    specs.update(avatar_specs(fast_precision, cuda))  # "avatar", "avatar-fast": SD 1.5 + OpenPose ControlNet
     results = {"device": torch.cuda.get_device_name(dev) if cuda else "cpu", "arch": arch,
                "matmul_tflops": rate, "torch": torch.__version__, "cases": []}
+    unknown = [name for name in cases if name not in specs]
+    if unknown:
+        from lucidkit.errors import UserError
+
+        raise UserError(f"unknown speed case(s) {', '.join(unknown)}; known: {', '.join(specs)}")
     for name in cases:
         spec = specs[name]
-        r = run_case(name, arch, dev, spec["precision"], batch, resolution, n_gaussians, spec["perp_neg"],
+        case_arch = avatar_arch(arch) if "build" in spec else arch
+        r = run_case(name, case_arch, dev, spec["precision"], batch, resolution, n_gaussians, spec["perp_neg"],
                      spec["fast"], spec["low_memory"], steps, release_habits=spec.get("release_habits", False),
-                     with_breakdown=name != "naive", peak_rate=rate)
+                     with_breakdown=name != "naive", peak_rate=rate, builder=spec.get("build"),
+                     extend=spec.get("extend"))
         results["cases"].append(r)
         print(format_case(r), flush=True)
         if out:  # after every case, so a run cut short keeps what it measured
@@ -355,6 +344,9 @@ def format_table(results: dict) -> str:
              f"matmul {results['matmul_tflops']:.1f} TFLOP/s",
              f"{'case':<14}{'early ms':>10}{'mid ms':>8}{'late ms':>9}{'mean ms':>9}{'floor ms':>10}{'TFLOP/s':>9}"
              f"{'peak GiB':>10}{'recipe min':>12}{'start-up s':>12}"]
+    lines[1:1] = [f"{r['case']}: {r['arch']} + a random OpenPose ControlNet, built-in body in {r['pose']}"
+                  f"{', hands drawn' if r.get('hands') else ''}"
+                  for r in results["cases"] if "pose" in r]  # the avatar cases (lucidkit/bench/speed_avatar.py)
     for r in results["cases"]:
         lines.append(f"{r['case']:<14}{r['ms_per_update_early']:>10.1f}{r['ms_per_update_mid']:>8.1f}"
                      f"{r['ms_per_update_late']:>9.1f}{r['ms_per_update_recipe']:>9.1f}"

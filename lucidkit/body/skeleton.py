@@ -20,16 +20,22 @@ Drawing follows the OpenPose convention ControlNets were trained on (controlnet_
 limbs in `LIMBS` order as filled ellipses of 0.6x their colour, then 18 keypoint discs in full colour, on black;
 the stick width and disc radius are 4 px at 512 px and scale with the image size. Our own numpy drawing,
 evaluated at pixel centres (x + 0.5, y + 0.5), so a keypoint's disc is centred on its projected position.
+
+With `hands`, the 21 OpenPose keypoints of each hand (`hands.py`) follow the 18 body keypoints: they get the same
+projection and visibility (finger joints are seen through their own flesh like body joints; fingertips are surface
+points like the face's) and are drawn over the body. Face keypoints are not drawn (see `hands.py`).
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from lucidkit.body.hands import HAND_JOINT_IDS, draw_hands
 from lucidkit.body.procedural import PARENTS
 from lucidkit.cameras import CameraBatch
 
@@ -52,9 +58,15 @@ NEIGHBOURS = 32  # the local body radius at a keypoint: its mean distance to thi
 NEAR = 1e-3  # keypoints closer than this to the camera plane (or behind it) are dropped
 
 
-def openpose_keypoints(joints: torch.Tensor) -> torch.Tensor:
-    """[18, 3] OpenPose body keypoints from smplx's output joints [J >= 60, 3] (any frame)."""
-    return joints[list(BODY_JOINT_IDS)]
+def keypoint_joint_ids(hands: bool = False) -> tuple[int, ...]:
+    """The smplx output joint of each keypoint: the 18 body keypoints, then with `hands` the 2 x 21 hand ones."""
+    return BODY_JOINT_IDS + (HAND_JOINT_IDS if hands else ())
+
+
+def openpose_keypoints(joints: torch.Tensor, hands: bool = False) -> torch.Tensor:
+    """[18, 3] OpenPose body keypoints (with `hands` [60, 3]: then left and right hand) from smplx's output joints
+    [J >= 76, 3] (any frame)."""
+    return joints[list(keypoint_joint_ids(hands))]
 
 
 def project(points: torch.Tensor, cameras: CameraBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +106,7 @@ def visibility(
     faces: torch.Tensor,  # [F, 3] long
     cameras: CameraBatch,
     vertex_joint: torch.Tensor | None = None,  # [V] long, the joint that moves each vertex most
+    joint_ids: tuple[int, ...] = BODY_JOINT_IDS,  # [K] the smplx joint of each keypoint (`keypoint_joint_ids`)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixels [C, K, 2] and a visibility mask [C, K]: in front of the camera, inside the image and not hidden by
     the body (see the module doc). With `vertex_joint`, a joint keypoint whose first hit is its own flesh (a
@@ -114,32 +127,32 @@ def visibility(
         seen = hit >= distance - slack
         if vertex_joint is not None:
             owner = vertex_joint.to(device)[faces[triangle.clamp_max(len(faces) - 1), 0]]  # [K]
-            seen |= torch.isfinite(hit) & own_flesh(owner)
+            seen |= torch.isfinite(hit) & own_flesh(owner, joint_ids)
         visible[c] &= seen
     # OpenPose's COCO-18 neck is the midpoint of the shoulders, found whenever a shoulder is; the shoulder tops
     # often hide the neck joint's own base from the side, so a visible shoulder (in the image) shows the neck.
-    neck, shoulders = KEYPOINT_NAMES.index("neck"), [KEYPOINT_NAMES.index(f"{s}_shoulder") for s in ("left", "right")]
-    visible[:, neck] |= (depth[:, neck] > NEAR) & inside[:, neck] & visible[:, shoulders].any(1)
+    if tuple(joint_ids[:len(BODY_JOINT_IDS)]) == BODY_JOINT_IDS:
+        neck = KEYPOINT_NAMES.index("neck")
+        shoulders = [KEYPOINT_NAMES.index(f"{s}_shoulder") for s in ("left", "right")]
+        visible[:, neck] |= (depth[:, neck] > NEAR) & inside[:, neck] & visible[:, shoulders].any(1)
     return pixels.cpu(), visible.cpu()
 
 
-def _own_flesh_table() -> torch.Tensor:
-    """[18, 55] bool: joint j is keypoint k's joint, its parent or a child. All false for the face points
-    (ids 55-59 are vertices on the surface: the back of the head must hide them)."""
-    table = torch.zeros(len(BODY_JOINT_IDS), len(PARENTS), dtype=torch.bool)
-    for k, joint in enumerate(BODY_JOINT_IDS):
+@lru_cache(maxsize=4)
+def own_flesh_table(joint_ids: tuple[int, ...] = BODY_JOINT_IDS) -> torch.Tensor:
+    """[K, 55] bool: joint j is keypoint k's joint, its parent or a child. All false for the vertex-selected points
+    (ids >= 55: face points and fingertips lie on the surface: the back of the head must hide the face)."""
+    table = torch.zeros(len(joint_ids), len(PARENTS), dtype=torch.bool)
+    for k, joint in enumerate(joint_ids):
         if joint < len(PARENTS):
             near = {joint, PARENTS[joint]} | {c for c, p in enumerate(PARENTS) if p == joint}
             table[k, sorted(j for j in near if j >= 0)] = True
     return table
 
 
-OWN_FLESH = _own_flesh_table()
-
-
-def own_flesh(owner: torch.Tensor) -> torch.Tensor:
-    """[18] bool: is joint `owner[k]` (SMPL-X id, [18] long) keypoint k's own joint, its parent or a child?"""
-    return OWN_FLESH.to(owner.device)[torch.arange(len(owner), device=owner.device), owner]
+def own_flesh(owner: torch.Tensor, joint_ids: tuple[int, ...] = BODY_JOINT_IDS) -> torch.Tensor:
+    """[K] bool: is joint `owner[k]` (SMPL-X id, [K] long) keypoint k's own joint, its parent or a child?"""
+    return own_flesh_table(tuple(joint_ids)).to(owner.device)[torch.arange(len(owner), device=owner.device), owner]
 
 
 def stick_width(height: int, width: int) -> float:
@@ -148,7 +161,8 @@ def stick_width(height: int, width: int) -> float:
 
 
 def draw_openpose(pixels: np.ndarray, visible: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The OpenPose body image [H, W, 3] uint8 of keypoints `pixels` [18, 2] (x, y) where `visible` [18]."""
+    """The OpenPose image [H, W, 3] uint8 of keypoints `pixels` [18, 2] (x, y) where `visible` [18]; given 60
+    keypoints (`keypoint_joint_ids(hands=True)`), the two hands are drawn over the body."""
     canvas = np.zeros((height, width, 3), np.uint8)
     stick = stick_width(height, width)
     pixels = np.asarray(pixels, np.float64)
@@ -176,6 +190,8 @@ def draw_openpose(pixels: np.ndarray, visible: np.ndarray, height: int, width: i
         if visible[k]:
             xs, ys, box = window(pixels[k], stick)
             canvas[box][(xs - pixels[k][0]) ** 2 + (ys - pixels[k][1]) ** 2 <= stick**2] = COLOURS[k]
+    if len(pixels) > len(KEYPOINT_NAMES):
+        draw_hands(canvas, pixels[len(KEYPOINT_NAMES):], visible[len(KEYPOINT_NAMES):])
     return canvas
 
 
@@ -185,10 +201,12 @@ def skeleton_images(
     faces: torch.Tensor,  # [F, 3]
     cameras: CameraBatch,
     vertex_joint: torch.Tensor | None = None,  # [V] long (PosedBody.vertex_joint)
+    hands: bool = False,
 ) -> torch.Tensor:
-    """[C, H, W, 3] float in [0, 1]: the OpenPose condition image of the posed body for every camera."""
-    keypoints = openpose_keypoints(joints_world)
-    pixels, visible = visibility(keypoints, vertices_world, faces, cameras, vertex_joint)
+    """[C, H, W, 3] float in [0, 1]: the OpenPose condition image of the posed body for every camera (with `hands`,
+    both hands' 21 keypoints too)."""
+    keypoints = openpose_keypoints(joints_world, hands)
+    pixels, visible = visibility(keypoints, vertices_world, faces, cameras, vertex_joint, keypoint_joint_ids(hands))
     images = [draw_openpose(pixels[c].numpy(), visible[c].numpy(), cameras.height, cameras.width)
               for c in range(len(cameras))]
     return torch.from_numpy(np.stack(images)).float() / 255.0

@@ -24,14 +24,25 @@ from lucidkit.splat.ply import read_ply
 from lucidkit.toyworld.people import person_splats
 
 
-def measure(folder: Path) -> dict:
+def body_masks(pose: str, camera=None, smplx_models=None, gender: str = "neutral") -> torch.Tensor:
+    """[C, H, W] bool: the posed body's silhouette (alpha > 0.5) at the eval cameras of `camera` (default: the
+    avatar's camera config)."""
+    cams = eval_cameras(camera if camera is not None else AvatarConfig().camera)
+    body = pose_body(load_pose(pose), smplx_models, gender)
+    _, alpha, _ = render_views(person_splats(body, "red", torch.Generator().manual_seed(0)), cams)
+    return alpha[..., 0] > 0.5
+
+
+def measure(folder: Path, against: torch.Tensor | None = None) -> dict:
+    """IoU and size of the run's silhouette against its own posed body (or the masks `against`), and its colour."""
     cfg = config_lib.from_dict(AvatarConfig, config_lib.load_yaml(folder / "config.yaml"))
-    body = pose_body(load_pose(cfg.body.pose, cfg.body.frame), cfg.body.smplx_models, cfg.body.gender)
-    cams = eval_cameras(cfg.camera)
-    truth = person_splats(body, "red", torch.Generator().manual_seed(0))
-    _, truth_alpha, _ = render_views(truth, cams)
-    rgb, alpha, _ = render_views(read_ply(folder / "scene.ply").splats, cams)
-    a, b = alpha[..., 0] > 0.5, truth_alpha[..., 0] > 0.5  # [C, H, W]
+    if against is None:
+        body = pose_body(load_pose(cfg.body.pose, cfg.body.frame), cfg.body.smplx_models, cfg.body.gender)
+        _, truth_alpha, _ = render_views(person_splats(body, "red", torch.Generator().manual_seed(0)),
+                                         eval_cameras(cfg.camera))
+        against = truth_alpha[..., 0] > 0.5
+    rgb, alpha, _ = render_views(read_ply(folder / "scene.ply").splats, eval_cameras(cfg.camera))
+    a, b = alpha[..., 0] > 0.5, against  # [C, H, W]
     iou = float((a & b).sum() / (a | b).sum().clamp_min(1))
     size = float((a.sum() / b.sum().clamp_min(1)).sqrt())
     colour = rgb[a].mean(0).tolist() if bool(a.any()) else [float("nan")] * 3

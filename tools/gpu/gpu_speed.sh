@@ -2,7 +2,8 @@
 # On the GPU machine (bare, no network): install the carried wheels, then run the speed benchmark and the GPU
 # test tier (CASES= skips the benchmark; PROFILE_LOOP=1 adds tools/perf/profile_loop.py; SCRIPT=tools/perf/x.py runs x
 # with $SCRIPT_ARGS). Run from the repository root: bash tools/gpu/gpu_speed.sh. Results land in $OUT (default
-# docs/results/: speed.json, speed.txt, logs).
+# docs/results/: speed.json, speed.txt, logs). CASES=avatar,avatar-fast times lucidkit avatar's update (SD 1.5 + a
+# random OpenPose ControlNet; needs the smplx wheel in .whl/ besides diffusers and gsplat).
 set -uo pipefail
 OUT=${OUT:-docs/results}
 source tools/gpu/gpu_env.sh

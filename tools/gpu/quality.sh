@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One GPU call (~8 min on one H100): the toy-world quality benchmark of issue 19 with ISM and SDS on the fixed
-# prompt set (toy preset), plus the ablation rows of docs/quality.md on three prompts, then side-by-side PNGs
+# One GPU call (~8 min on one H100): the toy-world quality benchmark of issue 19 with ISM, SDS and the round's
+# candidate on the fixed prompt set (toy preset), plus the ablation rows of docs/quality.md on three prompts, then side-by-side PNGs
 # (truth | generated | alpha) of the failure prompts. Installs nothing from the network: diffusers and gsplat must
 # already be importable (PYTHONPATH); lucidkit itself is installed editable from this folder with --no-index.
 # Results land in $OUT (default docs/results): quality.json / quality.txt / quality.log, compare/*.png.
@@ -25,35 +25,39 @@ print("gsplat ready:", tuple(out.rgb.shape))
 EOF
 echo "gsplat build: $(( $(date +%s) - start ))s"
 
-# Ablation rows on three prompts: the toy preset before issue 19 (same machine, same call), each change of issue 19
-# put back alone, the densification tried and not adopted, and two ISM settings (one inversion step; a smaller
-# interval). Rows run after the main set, so a cut-short call loses ablations first (quality.json keeps every
-# finished run; quality.txt is written only when all finish, quality.log has every row either way).
-V=(
+# Two benchmark invocations side by side (MPS shares the GPU): the fixed set with ISM, SDS and the round's candidate
+# (MAIN_VARIANTS, on every prompt), and ablation rows on three prompts (ABLATIONS). Each writes its JSON after every
+# finished run; the .txt tables are written when an invocation finishes, the .log files have every row either way.
+NORESET="densify.opacity_reset_every=100000"
+MAIN_VARIANTS=(--variant "ism-opaque=ism:${NORESET};regularizers.opaque=100")
+ABLATIONS=(
   --variant "ism-before=ism:camera.final_radius_range=[3.5,5.0];camera.final_fovy_range_rad=[0.16,0.60];densify.clone_split_scale=0.0105;densify.grad_threshold=0.00075;optim.means_lr_init=0.00056;optim.means_lr_final=0.0000056;init.radius=0.5"
-  --variant "ism-recipe-cameras=ism:camera.final_radius_range=[3.5,5.0];camera.final_fovy_range_rad=[0.16,0.60]"
-  --variant "ism-densify-64px=ism:densify.clone_split_scale=0.084;densify.grad_threshold=0.002"
-  --variant "ism-recipe-lr=ism:optim.means_lr_init=0.00056;optim.means_lr_final=0.0000056"
-  --variant "ism-inv1=ism:guidance.xs_delta_t=1000;guidance.xs_inv_steps=1"
-  --variant "ism-dt25=ism:guidance.delta_t=25"
+  --variant "ism-noreset=ism:${NORESET}"
+  --variant "ism-opaque-reset=ism:regularizers.opaque=100"
+  --variant "ism-opaque300=ism:${NORESET};regularizers.opaque=300"
 )
-P=(--variant-prompt "a red and yellow striped cube" --variant-prompt "a blue and white striped torus"
-   --variant-prompt "a house")
+P=(--prompt "a red and yellow striped cube" --prompt "a blue and white striped torus"
+   --prompt "a house")
 left=$(( ${TOTAL_S:-560} - ($(date +%s) - start) - 40 ))
 echo "quality: ${left}s left"
-timeout "$left" python3 -m lucidkit.commands.cli bench quality --jobs ${JOBS:-15} --device cuda \
-  --methods ism,sds,ism-noperpneg "${V[@]}" "${P[@]}" --out "$OUT/quality.json" 2>&1 \
-  | grep -v -e '^\[transformers' -e 'should be kept in float32' | tee "$OUT/quality.log"
+filter() { grep --line-buffered -v -e '^\[transformers' -e 'should be kept in float32'; }
+timeout "$left" python3 -m lucidkit.commands.cli bench quality --jobs ${JOBS_ABL:-4} --device cuda --methods ism \
+  "${ABLATIONS[@]}" "${P[@]}" --out "$OUT/quality_ablation.json" 2>&1 | filter > "$OUT/quality_ablation.log" &
+timeout "$left" python3 -m lucidkit.commands.cli bench quality --jobs ${JOBS:-12} --device cuda \
+  --methods ism,sds "${MAIN_VARIANTS[@]}" --out "$OUT/quality.json" 2>&1 | filter | tee "$OUT/quality.log"
+wait
+cat "$OUT/quality_ablation.log"
 
 # What the failures look like (truth | generated | alpha, two rings), and what was written
-for run in "$OUT"/quality/ism/{a-red-and-yellow-striped-cube,a-blue-and-white-striped-torus,a-red-and-yellow-checkered-pyramid,a-house,a-penguin}; do
+for run in "$OUT"/quality/{ism,ism-opaque}/{a-red-and-yellow-striped-cube,a-blue-and-white-striped-torus,a-red-and-yellow-checkered-pyramid,a-house,a-penguin}; do
   [ -f "$run/scene.ply" ] || continue
   python3 tools/quality/probe.py compare "$run" 2>/dev/null | tee -a "$OUT/compare/compare.txt"
-  cp "$run/compare.png" "$OUT/compare/$(basename "$run").png"
+  cp "$run/compare.png" "$OUT/compare/$(basename "$(dirname "$run")")-$(basename "$run").png"
 done
 # keep what is small and useful: configs, manifests and the main ISM scenes (the ablations' scenes go)
 find "$OUT/quality" -name checkpoint.pt -delete 2>/dev/null
-find "$OUT/quality" -name scene.ply -not -path "*/quality/ism/*" -delete 2>/dev/null
+find "$OUT"/quality* -name checkpoint.pt -delete 2>/dev/null
+find "$OUT"/quality* -name scene.ply -not -path "*/quality/ism/*" -not -path "*/quality/ism-opaque/*" -delete 2>/dev/null
 echo "total: $(( $(date +%s) - start ))s"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 true
