@@ -1,5 +1,5 @@
 # Sourced by the tools/gpu/*.sh scripts on a bare GPU machine (no network), from the repository root:
-#   gpu_setup          install the carried wheels (.whl/*.whl) into /tmp/site unless they import already, lucidkit
+#   gpu_setup          install the carried wheels (.whl/*.whl) into /tmp/site (again on a warm machine: new ones count), lucidkit
 #                      in editable mode, and gsplat's CUDA extension (unpacked from .whl/gsplat_ext.tgz when an
 #                      earlier call brought it back, else built: ~90 s); prints the GPU and torch
 #   keep_gsplat_ext    leave the built extension in $OUT/gsplat_ext.tgz (if not carried already), for later calls
@@ -10,9 +10,7 @@ gsplat_ext_dir() {
 }
 
 gpu_setup() {
-  if ! python3 -c "import diffusers, gsplat" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
-  fi
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
   python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "editable install failed"
   # a build carried from an earlier machine is unpacked and marked newer than its sources
   local ext t0
