@@ -1,7 +1,7 @@
 # Sourced by the tools/gpu/*.sh scripts on a bare GPU machine (no network), from the repository root:
-#   gpu_setup          install the carried wheels (.whl/*.whl) into /tmp/site (again on a warm machine: new ones count), lucidkit
-#                      in editable mode, and gsplat's CUDA extension (unpacked from .whl/gsplat_ext.tgz when an
-#                      earlier call brought it back, else built: ~90 s); prints the GPU and torch
+#   gpu_setup          install the carried wheels (.whl/*.whl) into /tmp/site (on every call: new ones count),
+#                      lucidkit in editable mode, and gsplat's CUDA extension (unpacked from .whl/gsplat_ext.tgz
+#                      when an earlier call brought it back, else built: ~90 s); prints the GPU and torch
 #   keep_gsplat_ext    leave the built extension in $OUT/gsplat_ext.tgz (if not carried already), for later calls
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=14
 
