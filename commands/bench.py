@@ -18,6 +18,20 @@ Each case is timed early (t up to 980), mid-anneal and late (t < 500); "mean ms"
 recipe's 5000 updates. Random weights measure speed and memory only, never quality.
 """
 
+STARTUP_EPILOG = """\b
+Examples:
+  python tools/gpu/save_random_prior.py /tmp/sd21-random    # once: SD 2.1-base shapes, random weights
+  lucidkit bench startup --model /tmp/sd21-random --out docs/results/startup.json
+  lucidkit bench startup --model /tmp/sd21-random --cases graphs,full --steps 100
+  lucidkit bench startup --model /tmp/tiny --preset tiny --device cpu --steps 3   # a smoke run on a CPU
+
+\b
+Each mode (prior.compile: graphs, regional, off, full) runs `lucidkit generate` processes: with empty compile
+caches (fresh), again with the caches they filled (warm; regional and full, the modes that compile), and for
+full with a cache moved by `lucidkit cache export|import`. Start-up = process start to the first update finished. A case that does not fit --budget is
+skipped; the same command again continues with what is missing (results are kept in --work).
+"""
+
 QUALITY_EPILOG = """\b
 Examples:
   lucidkit bench quality                                 # the full prompt set (one GPU: minutes)
@@ -26,9 +40,11 @@ Examples:
 """
 
 
-@click.group(context_settings=CONTEXT, epilog="\b\nExamples:\n  lucidkit bench speed\n  lucidkit bench quality")
+@click.group(context_settings=CONTEXT,
+             epilog="\b\nExamples:\n  lucidkit bench speed\n  lucidkit bench startup --model DIR\n  lucidkit bench quality")
 def bench():
-    """Benchmarks: speed of an ISM update at true scale, and 3D quality against toy-world ground truth."""
+    """Benchmarks: speed of an ISM update at true scale, start-up of a run, and 3D quality against toy-world ground
+    truth."""
 
 
 @bench.command(epilog=SPEED_EPILOG, context_settings=CONTEXT)
@@ -40,8 +56,9 @@ def bench():
 @click.option("--gaussians", default=100_000, show_default=True, help="Number of Gaussians.")
 @click.option("--cases", default="fast,fast-perpneg,eager,naive,low-memory", show_default=True,
               help="Comma-separated cases: fast (compiled), fast-perpneg, eager (bf16, no compile), naive "
-                   "(fp16 eager, release habits), low-memory; avatar, avatar-fast (lucidkit avatar's update: SD 1.5 + "
-                   "a random OpenPose ControlNet, the built-in body's skeleton; --arch tiny keeps tiny).")
+                   "(fp16 eager, release habits), low-memory, graphs and regional (prior.compile modes); avatar, "
+                   "avatar-fast (lucidkit avatar's update: SD 1.5 + a random OpenPose ControlNet, the built-in body's "
+                   "skeleton; --arch tiny keeps tiny).")
 @click.option("--out", type=click.Path(), help="Save the results as JSON here.")
 def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
     """Time one ISM update of the default recipe and its parts; compare with a naive, release-like path."""
@@ -49,6 +66,29 @@ def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
 
     bench_speed(arch=arch, device=device, steps=steps, batch=batch, resolution=resolution, n_gaussians=gaussians,
                 out=out, cases=tuple(c.strip() for c in cases.split(",") if c.strip()))
+
+
+@bench.command(epilog=STARTUP_EPILOG, context_settings=CONTEXT)
+@click.option("--model", required=True, type=click.Path(), help="A diffusers folder (random weights are fine).")
+@click.option("--cases", default="graphs,regional,off,full", show_default=True,
+              help="Comma-separated prior.compile modes: graphs, regional, off, full (run cheapest first).")
+@click.option("--steps", default=200, show_default=True, help="Updates per run.")
+@click.option("--steps-off", default=100, show_default=True, help="Updates of the eager runs (the slow ones).")
+@click.option("--preset", default="default", show_default=True, help="generate preset of every run.")
+@click.option("--device", default="cuda", show_default=True, help="cuda, or cpu for a smoke run.")
+@click.option("--budget", "budget_s", default=480.0, show_default=True,
+              help="Seconds for all cases; a case that would not fit is skipped.")
+@click.option("--work", default="/tmp/startup_bench", show_default=True, type=click.Path(),
+              help="Run folders, compile caches, logs and the results so far (a later call continues them).")
+@click.option("--restart", is_flag=True, help="Forget the results kept in --work.")
+@click.option("--out", type=click.Path(), help="Save the results as JSON here (and a .txt table beside it).")
+def startup(model, cases, steps, steps_off, preset, device, budget_s, work, restart, out):
+    """Start-up (fresh, warm, imported cache) and ms per update of each way of running the prior."""
+    from lucidkit.bench.startup import bench_startup
+
+    bench_startup(model, modes=tuple(c.strip() for c in cases.split(",") if c.strip()), steps=steps,
+                  steps_off=steps_off, preset=preset, device=device, budget_s=budget_s, work=work, out=out,
+                  restart=restart)
 
 
 @bench.command(epilog=QUALITY_EPILOG, context_settings=CONTEXT)

@@ -22,6 +22,7 @@ COMMANDS = {
     "batch": "lucidkit.commands.batch:batch",
     "export": "lucidkit.commands.export:export",
     "view": "lucidkit.commands.view:view",
+    "cache": "lucidkit.commands.cache:cache",
 }
 
 
@@ -88,6 +89,7 @@ def cli():
       lucidkit batch prompts.txt --model sd21-base --preset fast --out runs/level1   # every GPU, through Ray
       lucidkit export outputs/a-red-cube-20261124-101500 --format splat,glb
       lucidkit view samples/red-cube.ply
+      lucidkit cache export compile-cache.tar.gz                      # compiled code for another GPU machine
     """
 
 

@@ -7,6 +7,7 @@ Ctrl-C), `previews/`, and at the end `scene.ply`, `preview.png`, `turntable.mp4`
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -119,6 +120,53 @@ class Timer:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+
+def process_age_s() -> float:
+    """Seconds since this process started, as a user waiting for it counts them (the interpreter's start and every
+    import included): from the kernel's start time of the process on Linux; elsewhere since lucidkit was first
+    imported (the command line imports it first)."""
+    try:
+        with open("/proc/self/stat") as f:  # field 22, starttime, in clock ticks after boot; comm may hold spaces
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:  # seconds after boot, 10 ms resolution
+            return max(float(f.read().split()[0]) - started, 0.0)
+    except (OSError, ValueError, IndexError):
+        import lucidkit
+
+        return time.time() - lucidkit.IMPORTED_AT
+
+
+class StartupClock:
+    """A loop callback that notes when the first update of this session finished (the GPU synchronised once):
+    `startup_s` counts from the process start — what a user waits before updates begin (loading, compilation,
+    CUDA-graph capture) — or, for a prior loaded earlier in the process (a batch worker), from `since`'s start.
+    It announces "Started updating after N s" once."""
+
+    def __init__(self, device, announce=lambda message: None, since: Timer | None = None):
+        self.device, self.announce, self.since = device, announce, since
+        self.startup_s = self.first_done = None
+
+    def __call__(self, state, logs: dict) -> None:
+        if self.first_done is not None:
+            return
+        if getattr(self.device, "type", None) == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self.device)
+        self.first_done = time.perf_counter()
+        self.startup_s = self.since.elapsed() if self.since is not None else process_age_s()
+        origin = "the job's start" if self.since is not None else "process start"
+        self.announce(f"Started updating after {self.startup_s:.1f} s ({origin} to the first update finished)")
+
+    def timings(self, loop: Timer, loop_end: float, updates: int) -> dict:
+        """The manifest's start-up fields: `startup_s`, `first_update_s` (the first update, with its compilation and
+        capture) and `s_per_update_after_first` (the steady rate: every later update)."""
+        if self.first_done is None:
+            return {}
+        later = updates - 1
+        return {"startup_s": round(self.startup_s, 3), "first_update_s": round(self.first_done - loop.start, 3),
+                "s_per_update_after_first": (loop_end - self.first_done) / later if later > 0 else None}
 
 
 class Progress:

@@ -152,6 +152,7 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
     if not cfg.prompt.strip():
         raise UserError(task.empty_prompt)
     timer = runs.Timer()
+    preloaded = prior is not None  # a batch worker's: its start-up counts from this job's start
     torch.manual_seed(cfg.seed)
     task.check_input()
     prior = prior if prior is not None else load_prior(cfg.prior)
@@ -185,11 +186,13 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
         s.extras["parts"] = earlier + [runs.run_part(start_step, s.step, timer)]
         save_checkpoint(s, folder)
 
+    startup = runs.StartupClock(prior.device, announce, since=timer if preloaded else None)
     loop_timer = runs.Timer()
     with runs.Progress(cfg.loop.steps, start_step, task.command, quiet=quiet) as progress, \
             runs.checkpoint_on_interrupt(lambda: checkpoint(state), lambda: state.step, cfg.loop.steps,
                                          f"lucidkit {task.command} --resume {folder}"):
         every_update = [
+            startup,  # "Started updating after N s"
             progress,
             runs.every(cfg.output.preview_every, lambda s: task.write_preview(
                 s, folder / "previews" / f"step_{s.step:06d}.png", view_size)),
@@ -198,6 +201,7 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
         ]
         optimize(state, sampler, objective, cfg.loop, cfg.optim, every_update)
     loop_seconds = loop_timer.elapsed()
+    startup_timings = startup.timings(loop_timer, time.perf_counter(), state.step - start_step)
     checkpoint(state)
 
     t0 = time.perf_counter()
@@ -205,7 +209,7 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
     parts = earlier + [runs.run_part(start_step, state.step, timer)]
     timings = {"load_prior_s": load_seconds, "optimize_s": loop_seconds,
                "s_per_update": loop_seconds / max(state.step - start_step, 1),
-               "outputs_s": time.perf_counter() - t0, **runs.total_timings(parts)}
+               "outputs_s": time.perf_counter() - t0, **startup_timings, **runs.total_timings(parts)}
     manifest = {
         **runs.manifest_header(task.command, cfg.seed, prior),
         "prompt": cfg.prompt,

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # layer of each top-level module or package of lucidkit (commands are installed as lucidkit.commands)
 LAYERS = {
-    0: ["errors", "devices", "export", "config", "models", "arch", "images", "presets", "samples"],
+    0: ["errors", "devices", "export", "config", "models", "arch", "images", "presets", "samples", "compile_cache"],
     1: ["cameras", "camera_files", "splat", "guidance", "prior", "regularizers", "objectives", "optimize", "toyworld", "body"],
     2: ["runs", "scene_run", "exporters"],
     3: ["generate", "edit", "image_edit", "lora", "avatar", "viewer", "bench", "batch"],

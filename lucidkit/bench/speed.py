@@ -41,7 +41,8 @@ def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
 def build(arch: str, device, precision: str, batch: int, resolution: int, n_gaussians: int, perp_neg: bool,
           fast: bool, low_memory: bool, naive: bool = False, seed: int = 0):
     """The prior (random weights), guidance, state, sampler and objective as `generate.run` builds them.
-    fast = channels-last + torch.compile (CUDA graphs); eager = channels-last only (generate's default);
+    fast = channels-last + torch.compile (CUDA graphs), or a `prior.compile` mode name ("graphs", "regional");
+    eager = channels-last only (generate's default);
     naive = neither (the release's eager fp16)."""
     from lucidkit.cameras import OrbitSampler
     from lucidkit.generate import GenerateConfig, resolve_config
@@ -284,6 +285,10 @@ def bench_speed(arch: str = "sd21-base", device: str = "auto", steps: int = 10, 
     specs = {
         "fast": dict(precision=fast_precision, perp_neg=False, fast=cuda, low_memory=False),
         "eager": dict(precision=fast_precision, perp_neg=False, fast=False, low_memory=False),
+        # the start-up modes of prior.compile (issue 24): CUDA graphs without inductor, or with regional compilation
+        "graphs": dict(precision=fast_precision, perp_neg=False, fast="graphs" if cuda else False, low_memory=False),
+        "regional": dict(precision=fast_precision, perp_neg=False, fast="regional" if cuda else False,
+                         low_memory=False),
         "fast-perpneg": dict(precision=fast_precision, perp_neg=True, fast=cuda, low_memory=False),
         "naive": dict(precision="fp16" if cuda else "fp32", perp_neg=False, fast=False, low_memory=False,
                       release_habits=True),

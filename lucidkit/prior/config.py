@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lucidkit.devices import pick_device
+from lucidkit.prior.modes import compile_mode
 
 
 @dataclass
@@ -29,10 +30,15 @@ class PriorConfig:
     """'auto' (CUDA when available), 'cpu' or 'cuda[:N]'."""
     fast_path: bool = True
     """Channels-last layouts and cuDNN autotuning on CUDA (same results up to rounding)."""
-    compile: bool = False
-    """CUDA only: torch.compile the UNet (CUDA graphs) and VAE encoder; minutes of start-up, faster updates."""
+    compile: bool | str = "off"
+    """CUDA only: 'off' (eager), 'full' (torch.compile + CUDA graphs: minutes of start-up, fastest updates),
+    'graphs' (eager UNet as CUDA graphs: seconds of start-up) or 'regional' (compiled repeated blocks + CUDA
+    graphs); true = 'full', false = 'off'."""
     low_memory: bool = False
     """Fit small GPUs: VAE gradient checkpointing, CFG branches one at a time, text encoder moved to the CPU."""
+
+    def __post_init__(self):
+        self.compile = compile_mode(self.compile)  # YAML true/false of older configs name 'full'/'off'
 
 
 def load_prior(cfg: PriorConfig):

@@ -325,7 +325,7 @@ class DiffusionPrior(FastPath, LoraSupport):
                 f"UNet is {list(unet.block_out_channels)} and its latents are {self.vae_scale_factor}x smaller than images"
             )
         move_model(controlnet, self.device, self.dtype).eval().requires_grad_(False)
-        self.controlnet = controlnet
+        self.controlnet = self.graphed_controlnet(controlnet)  # CUDA graphs in the "graphs"/"regional" modes
         self.source["controlnet"] = source if isinstance(source, dict) else {"spec": source}
 
     def _controlnet_residuals(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, cond: dict) -> dict:

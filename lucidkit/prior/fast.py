@@ -10,7 +10,9 @@ from typing import Any
 
 import torch
 
+from lucidkit.compile_cache import default_folder
 from lucidkit.prior.graphed import GraphedModule
+from lucidkit.prior.modes import compile_mode
 
 # Inductor stores a value that several kernels read once it reads > 4 inputs, has > 30 ops or has accumulated > 8
 # reads; in the encoder's GroupNorm + SiLU backward those values are float32 copies of whole activations. With these
@@ -28,7 +30,7 @@ def use_persistent_compile_cache() -> Path | None:
     current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if current is not None and os.path.abspath(current) != os.path.abspath(default_cache_dir()):
         return Path(current)
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lucidkit" / "inductor"
+    folder = default_folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -42,25 +44,39 @@ class FastPath:
 
     @property
     def compiled(self) -> bool:
-        """Whether `enable_fast_path(compile=True)` compiled the UNet and VAE encoder (CUDA only)."""
+        """Whether `enable_fast_path(compile="full")` compiled the UNet and VAE encoder (CUDA only)."""
         return self._compiled
 
-    def enable_fast_path(self, compile: bool = True) -> None:
+    @property
+    def compile_mode(self) -> str:
+        """How the UNet and VAE encoder run: 'off' (eager), 'full', 'graphs' or 'regional' (`PriorConfig.compile`;
+        always 'off' on a CPU)."""
+        return getattr(self, "_compile_mode", "off")
+
+    def enable_fast_path(self, compile: bool | str = True) -> None:
         """Throughput settings; results change only by float rounding.
 
         Channels-last memory layout for the UNet and ControlNet (faster convolutions on tensor cores), and on
         CUDA cuDNN autotuning (a process-wide torch setting; float32 matmul precision is left alone) and plain
         bmm attention in the VAE. UNet attention uses PyTorch SDPA (cuDNN/flash kernels), diffusers' default.
 
-        With `compile` (CUDA only): the UNet is compiled with torch.compile's CUDA graphs ("reduce-overhead") —
-        fused kernels replayed as CUDA graphs, one graph per batch size (B for inversion, 2B or 4B for CFG), which
-        removes the per-kernel launch cost that makes eager UNet calls launch-bound — and the VAE encoder (which must
-        also run backward) is compiled channels-last, with GroupNorms written for that layout
-        (`groupnorm.py`), its forward and backward with gradients replayed as CUDA graphs of their own
-        (`graphed.py`). Both compile with inductor thresholds that recompute intermediates instead of
-        storing them (`RECOMPUTE_OPTIONS`). Compilation takes a few minutes on the first calls, less once its cache
-        (~/.cache/lucidkit/inductor, `use_persistent_compile_cache`) holds the compiled code.
+        `compile` (CUDA only; true = "full", false = "off") picks how the UNet and VAE encoder run:
+          * "full": the UNet is compiled with torch.compile's CUDA graphs ("reduce-overhead") — fused kernels
+            replayed as CUDA graphs, one graph per batch size (B for inversion, 2B or 4B for CFG), which removes the
+            per-kernel launch cost that makes eager UNet calls launch-bound — and the VAE encoder (which must also
+            run backward) is compiled channels-last, with GroupNorms written for that layout (`groupnorm.py`), its
+            forward and backward with gradients replayed as CUDA graphs of their own (`graphed.py`). Both compile
+            with inductor thresholds that recompute intermediates instead of storing them (`RECOMPUTE_OPTIONS`).
+            Compilation takes a few minutes on the first calls, less once its cache (~/.cache/lucidkit/inductor,
+            `use_persistent_compile_cache`) holds the compiled code.
+          * "graphs": no compiler. The eager UNet (and an attached ControlNet) is replayed as one CUDA graph per
+            input signature (`graphed_call.py`), the eager VAE encoder's forward+backward as CUDA graphs
+            (`graphed.py`); capturing takes seconds.
+          * "regional": as "graphs", but the UNet's repeated transformer blocks are compiled first (diffusers'
+            `compile_repeated_blocks`): one compiled block serves every block of the same shape, so compiling takes
+            tens of seconds, not minutes.
         """
+        mode = compile_mode(compile)
         for model in (self.unet, self.controlnet):
             if model is not None:
                 model.to(memory_format=torch.channels_last)
@@ -72,13 +88,51 @@ class FastPath:
             # SDPA's memory-efficient backward for head dim 512 took 17 ms of the encoder's 69 ms forward+backward
             # on an H100 (docs/performance.md).
             self.vae.set_attn_processor(AttnProcessor())
-            if compile and not self._compiled:
-                use_persistent_compile_cache()
-                self.unet = self.compiled_unet()
-                self.vae.encoder = self.compiled_encoder()
-                self._compiled = True
+            if mode != "off" and self.compile_mode == "off":
+                if mode in ("full", "regional"):
+                    use_persistent_compile_cache()
+                self._compile_mode = mode
+                if mode == "full":
+                    self.unet = self.compiled_unet()
+                    self.vae.encoder = self.compiled_encoder()
+                    self._compiled = True
+                else:
+                    self.unet = self.graphed_unet(regional=mode == "regional")
+                    self.controlnet = self.graphed_controlnet(self.controlnet)
+                    # eager, the encoder's contiguous layout is the faster one (aten's GroupNorm kernels)
+                    self.vae.encoder = GraphedModule(self.vae.encoder)
         self.source["fast_path"] = True
         self.source["compiled"] = self._compiled
+        self.source["compile_mode"] = self.compile_mode
+
+    def graphed_unet(self, regional: bool = False) -> torch.nn.Module:
+        """The eager UNet replayed as CUDA graphs without gradients (`GraphedCall`); with `regional`, its repeated
+        transformer blocks compiled first (one compilation per block shape and batch size, no CUDA graphs of
+        inductor's own: the whole call is captured)."""
+        from lucidkit.prior.graphed_call import GraphedCall
+
+        unet = self.unet
+        if regional:
+            # every block shape × batch size is one more compiled variant of the same code (SD 2.1-base: 4 block
+            # shapes × 2 or 3 batch sizes), more than dynamo's default limit of 8
+            limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
+            if hasattr(unet, "compile_repeated_blocks"):  # diffusers >= 0.35
+                unet.compile_repeated_blocks(dynamic=False, options=RECOMPUTE_OPTIONS)
+            else:
+                for block in unet.modules():
+                    if type(block).__name__ == "BasicTransformerBlock":
+                        block.compile(dynamic=False, options=RECOMPUTE_OPTIONS)
+        return GraphedCall(unet)
+
+    def graphed_controlnet(self, controlnet):
+        """`controlnet` replayed as CUDA graphs like the UNet in the "graphs" and "regional" modes (None stays
+        None; other modes keep it eager). `attach_controlnet` passes a ControlNet attached later through here."""
+        from lucidkit.prior.graphed_call import GraphedCall
+
+        if controlnet is None or self.compile_mode not in ("graphs", "regional") or isinstance(controlnet, GraphedCall):
+            return controlnet
+        return GraphedCall(controlnet)
 
     def channels_last_encoder(self) -> torch.nn.Module:
         """The eager VAE encoder as the fast path compiles it: channels-last, with GroupNorms written for that
@@ -89,7 +143,8 @@ class FastPath:
         # docs/performance.md). Eager, the contiguous layout stays faster (aten's GroupNorm kernels).
         from lucidkit.prior.groupnorm import use_channels_last_group_norm
 
-        encoder = self.vae.encoder.module._orig_mod if isinstance(self.vae.encoder, GraphedModule) else self.vae.encoder
+        encoder = self.vae.encoder.module if isinstance(self.vae.encoder, GraphedModule) else self.vae.encoder
+        encoder = getattr(encoder, "_orig_mod", encoder)  # the eager module under a compiled one
         use_channels_last_group_norm(encoder)
         for part in (encoder, getattr(self.vae, "quant_conv", None)):  # some VAEs have no quant_conv
             if part is not None:

@@ -50,13 +50,13 @@ def main() -> None:
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from lucidkit.prior import DiffusionPrior
+    from lucidkit.prior.random_weights import random_prior
 
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"{args.out} exists and is not empty")
     t0 = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    prior = DiffusionPrior.from_arch(args.arch, device=device, dtype="fp32", seed=args.seed)
+    prior = random_prior(args.arch, device=device, dtype="fp32", seed=args.seed)
     cfg = prior.text_encoder.config
     tokenizer = padded_tokenizer(cfg.vocab_size, cfg.max_position_embeddings)
     pipe = StableDiffusionPipeline(vae=prior.vae, text_encoder=prior.text_encoder, tokenizer=tokenizer,
