@@ -340,7 +340,8 @@ def format_case(r: dict) -> str:
 
 
 def format_table(results: dict) -> str:
-    lines = [f"lucidkit bench speed — {results['arch']} on {results['device']} (torch {results['torch']}), "
+    archs = ", ".join(sorted({r.get("arch", results["arch"]) for r in results["cases"]})) or results["arch"]
+    lines = [f"lucidkit bench speed — {archs} on {results['device']} (torch {results['torch']}), "
              f"matmul {results['matmul_tflops']:.1f} TFLOP/s",
              f"{'case':<14}{'early ms':>10}{'mid ms':>8}{'late ms':>9}{'mean ms':>9}{'floor ms':>10}{'TFLOP/s':>9}"
              f"{'peak GiB':>10}{'recipe min':>12}{'start-up s':>12}"]

@@ -3,8 +3,8 @@
     python -m tools.avatar.study OUT [--device cuda] [--jobs 8] [--poses t-pose,arms-down,...] [--random 2]
 
 Runs `lucidkit avatar "a <colour> person" --pose P` (toy prior, toy preset) for every pose under three settings:
-  * control    the shipped toy pose ControlNet (the default; inversion steps without it);
-  * inversion  the same with the ControlNet also in the inversion steps (`control.in_inversion=true`);
+  * control    the shipped toy pose ControlNet in the target and CFG calls, inversion steps without it;
+  * inversion  the same with the ControlNet also in the inversion steps (`control.in_inversion`, the default);
   * none       no ControlNet (`--controlnet none`): the shape comes from the initial Gaussians alone.
 The poses are held out from the ControlNet's training (it saw `pose.random_pose` draws of seed 0): the built-in
 named poses, and `--random N` draws of another seed written as pose files. Each pose gets its own palette colour.
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 SETTINGS = {
-    "control": [],
+    "control": ["--set", "control.in_inversion=false"],
     "inversion": ["--set", "control.in_inversion=true"],
     "none": ["--controlnet", "none"],
 }
