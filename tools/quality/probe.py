@@ -3,6 +3,7 @@
     python tools/quality/probe.py cameras                 # apparent size: prior's training cameras vs generate's
     python tools/quality/probe.py truth "a house"         # the evaluator on the ground truth at the eval cameras
     python tools/quality/probe.py compare RUN [RUN...]    # truth | generated side by side (PNG) + metrics
+    python tools/quality/probe.py sizes "a house" "a red cube"   # how large the prior draws each object vs its truth
 
 `compare` reads each run folder's `scene.ply` and `config.yaml` (its prompt and camera settings), renders the truth
 and the scene at the benchmark's eval cameras (two rings of 8), writes `RUN/compare.png` (rows: truth RGB, generated
@@ -112,6 +113,33 @@ def compare_run(folder: Path) -> str:
             f"{float(torch.quantile(extent, 0.95)):.2f} | scale p50 {float(torch.exp(splats['scales']).max(-1).values.median()):.4f}")
 
 
+def foreground(images: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
+    """[N, H, W] bool: pixels that differ from the image's background colour (the median of its four 4x4 corners)."""
+    corners = torch.cat([images[:, :4, :4], images[:, :4, -4:], images[:, -4:, :4], images[:, -4:, -4:]], dim=1)
+    bg = corners.flatten(1, 2).median(dim=1).values  # [N, 3]
+    return (images - bg[:, None, None, :]).abs().amax(-1) > threshold
+
+
+def sizes_report(prompts: list[str], n: int = 32, steps: int = 30, seed: int = 0) -> str:
+    """For each prompt: the share of the image the prior's own samples cover (DDIM, CFG 7.5, no view suffix) against
+    the truth rendered from the prior's training cameras, and the size ratio sqrt(prior / truth). A ratio far from 1
+    means the prior draws that object at another size than its truth: a 3D result that matches the prior then cannot
+    match the truth's size, whatever the engine does."""
+    from lucidkit.prior.core import DiffusionPrior
+    from lucidkit.prior.sampling import sample_images
+    from lucidkit.toyworld.data import render_ground_truth, sample_cameras
+
+    prior = DiffusionPrior.load("toy", device=torch.device("cpu"), dtype="fp32")
+    lines = [f"{'prompt':<40}{'prior covers':>14}{'truth covers':>14}{'size ratio':>12}"]
+    for prompt in prompts:
+        samples = sample_images(prior, [prompt], n, steps, 7.5, seed)  # [n, H, W, 3]
+        cams = sample_cameras(n, torch.Generator().manual_seed(seed))
+        truth = render_ground_truth(prompt, cams)  # white backgrounds
+        a, b = float(foreground(samples).float().mean()), float(foreground(truth).float().mean())
+        lines.append(f"{prompt:<40}{a:>14.3f}{b:>14.3f}{(a / max(b, 1e-6)) ** 0.5:>12.2f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -121,12 +149,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("prompts", nargs="+")
     p = sub.add_parser("compare")
     p.add_argument("runs", nargs="+", type=Path)
+    p = sub.add_parser("sizes")
+    p.add_argument("prompts", nargs="+")
+    p.add_argument("--n", type=int, default=32)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.what == "cameras":
         print(cameras_report(args.preset))
     elif args.what == "truth":
         print(truth_report(args.prompts))
+    elif args.what == "sizes":
+        print(sizes_report(args.prompts, args.n))
     else:
         for run in args.runs:
             print(compare_run(run), flush=True)
