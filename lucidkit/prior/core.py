@@ -325,6 +325,8 @@ class DiffusionPrior(FastPath, LoraSupport):
                 f"UNet is {list(unet.block_out_channels)} and its latents are {self.vae_scale_factor}x smaller than images"
             )
         move_model(controlnet, self.device, self.dtype).eval().requires_grad_(False)
+        if self.source.get("fast_path"):  # attached after enable_fast_path: the same layout as the UNet's
+            controlnet.to(memory_format=torch.channels_last)
         self.controlnet = self.graphed_controlnet(controlnet)  # CUDA graphs in the "graphs"/"regional" modes
         self.source["controlnet"] = source if isinstance(source, dict) else {"spec": source}
 
