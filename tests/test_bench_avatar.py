@@ -47,8 +47,9 @@ def test_avatar_speed_case_runs_and_reports(tmp_path, controlnet_calls):
 
 
 def test_every_avatar_update_conditions_the_target_and_cfg_calls(controlnet_calls):
-    """Two loop updates of the benchmarked avatar: each runs the ControlNet for ISM's target (batch B) and the CFG
-    call (4B with Perp-Neg), with the skeleton drawn for its views (coloured limbs on black)."""
+    """Two loop updates of the benchmarked avatar: each runs the ControlNet for ISM's target (batch B), the CFG call
+    (4B with Perp-Neg) and, by default (`control.in_inversion`), every inversion step (batch B), with the skeleton
+    drawn for its views (coloured limbs on black)."""
     from lucidkit.bench.speed_avatar import build_avatar
     from lucidkit.optimize import optimize
 
@@ -57,6 +58,8 @@ def test_every_avatar_update_conditions_the_target_and_cfg_calls(controlnet_call
         "tiny", torch.device("cpu"), "fp32", B, 32, 300, perp_neg=True, fast=False, low_memory=False)
     assert prior.controlnet is not None
     optimize(state, sampler, objective, dataclasses.replace(cfg.loop, steps=2), cfg.optim)
-    assert sorted(batch for batch, _ in controlnet_calls) == [B, B, 4 * B, 4 * B]
+    batches = [batch for batch, _ in controlnet_calls]
+    assert batches.count(4 * B) == 2  # one CFG call per update
+    assert batches.count(B) > 2 and set(batches) == {B, 4 * B}  # the target call and the inversion steps
     for _, image in controlnet_calls:
         assert image.shape[1:] == (3, 32, 32) and image.amax() > 0.5 and image.mean() < 0.3
