@@ -129,8 +129,8 @@ class AvatarTask(SceneTask):
     def condition(self, cams) -> dict | None:
         if self.cfg.control.model == "none":
             return None
-        # on the cameras' device once per update, not copied from the host by every conditioned UNet call
-        image = self.skeletons(cams).to(cams.viewmats.device, non_blocking=True).permute(0, 3, 1, 2)
+        # on the cameras' device once per update (skeleton_images), not copied from the host by every UNet call
+        image = self.skeletons(cams).permute(0, 3, 1, 2)
         return {"image": image, "scale": self.cfg.control.scale,
                 "in_inversion": self.cfg.control.in_inversion}
 

@@ -7,11 +7,12 @@ import torch
 
 pytest.importorskip("smplx")
 
+from openpose_reference import reference_util  # noqa: E402
+
 from lucidkit.body import hands as H  # noqa: E402
 from lucidkit.body import skeleton as S  # noqa: E402
 from lucidkit.body.pose import load_pose, pose_body  # noqa: E402
 from lucidkit.cameras import CameraConfig, eval_ring  # noqa: E402
-from openpose_reference import reference_util  # noqa: E402
 
 SIZE = 512
 BODY = len(S.KEYPOINT_NAMES)

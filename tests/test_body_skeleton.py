@@ -7,10 +7,11 @@ import torch
 
 pytest.importorskip("smplx")
 
+from openpose_reference import reference_util  # noqa: E402
+
 from lucidkit.body import skeleton as S  # noqa: E402
 from lucidkit.body.pose import load_pose, pose_body  # noqa: E402
 from lucidkit.cameras import CameraConfig, eval_ring  # noqa: E402
-from openpose_reference import reference_util  # noqa: E402
 
 KP = {name: i for i, name in enumerate(S.KEYPOINT_NAMES)}
 SIZE = 256

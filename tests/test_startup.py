@@ -16,7 +16,6 @@ from conftest import one_line_error
 from lucidkit.commands.cli import cli
 from lucidkit.prior.graphed_call import GraphedCall, _static_copy
 
-
 # --- prior.compile ---------------------------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lucidkit.bench.timing import _sync, count_flops, time_ms
+from lucidkit.bench.timing import count_flops, sync, time_ms
 
 
 def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
@@ -86,15 +86,15 @@ def loop_ms(state, sampler, objective, cfg, start_step: int, steps: int, device,
 
     def mark(s, logs):
         if s.step == start_step + warmup:
-            _sync(device)
+            sync(device)
             marks["warm"] = time.perf_counter()
 
     state.step = start_step
     loop_cfg = dataclasses.replace(cfg.loop, steps=start_step + warmup + steps)
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     optimize(state, sampler, objective, loop_cfg, cfg.optim, [mark])
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - marks["warm"]) * 1e3 / steps, marks["warm"] - t0
 
 
@@ -140,10 +140,10 @@ def breakdown(prior, guidance, state, sampler, cfg, device, perp_neg: bool) -> d
     out = render_state(state.splats, cams, bg)
     strategy.step_pre_backward(state.splats, state.optimizers, state.strategy_state, 200, out.info)
     out.rgb.sum().backward()
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     strategy.step_post_backward(state.splats, state.optimizers, state.strategy_state, 200, out.info, packed=False)
-    _sync(device)
+    sync(device)
     ms["densify_refine_step"] = (time.perf_counter() - t0) * 1e3
     for p in state.splats.values():
         p.grad = None

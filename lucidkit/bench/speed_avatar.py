@@ -5,7 +5,8 @@ with the OpenPose ControlNet's shapes (`lucidkit/arch/sd15/controlnet_openpose.j
 on, Gaussians sampled on the built-in procedural body in a built-in pose. The task, its objective and its skeleton
 condition are `lucidkit.avatar.AvatarTask`'s own, so every timed update draws the skeleton of its views (projection,
 visibility ray casts, drawing; both hands' keypoints too, as for a real OpenPose ControlNet) and runs the ControlNet
-before the target and CFG UNet calls, as a real run does.
+before the UNet calls it conditions (the target, the CFG branches and, with `control.in_inversion`, the inversion
+steps), as a real run does.
 The prior is made fast (channels-last, and compiled for "avatar-fast") before the ControlNet is attached, in the
 order `lucidkit avatar` follows (`load_prior`, then `AvatarTask.attach`).
 
@@ -93,12 +94,13 @@ def build_avatar(arch: str, device, precision: str, batch: int, resolution: int,
 def extend_avatar(result: dict, prior, guidance, sampler, cfg, objective, device, perp_neg: bool,
                   peak_rate: float | None = None) -> None:
     """Add the avatar's own pieces to a case's result: the skeleton condition of B views, the UNet calls with the
-    ControlNet (batch B for ISM's target e_s, the CFG batch), the ControlNet's FLOPs; the late update's parts then
-    use the conditioned calls (the inversion steps run without the ControlNet: `control.in_inversion` is off)."""
+    ControlNet (batch B for ISM's target e_s and, with `control.in_inversion`, each inversion step; the CFG batch),
+    the ControlNet's FLOPs; the late update's parts then use the conditioned calls."""
     from lucidkit.bench.timing import count_flops, time_ms
 
     B = cfg.loop.batch_size
     n_cfg = 4 if perp_neg else 2
+    inversion_calls = result["late_inversion_calls_mean"] if cfg.control.in_inversion else 0.0  # conditioned ones
     cams = sampler.sample(B, 2000, torch.Generator().manual_seed(2))
     condition = objective.condition  # AvatarTask.condition: the skeleton images of these views
     cond = condition(cams)
@@ -115,16 +117,19 @@ def extend_avatar(result: dict, prior, guidance, sampler, cfg, objective, device
         parts = result["late_update_ms"]
         parts["target_unet_e_s"] = pieces["controlnet_unet_call_B"]
         parts["cfg_unet"] = pieces[f"controlnet_unet_call_{n_cfg}B"]
+        if inversion_calls:
+            inversion = next(k for k in parts if k.startswith("inversion_unet_x"))
+            parts[inversion] = inversion_calls * pieces["controlnet_unet_call_B"]
         parts["skeleton_condition"] = pieces["skeleton_condition"]
         del parts["other"]  # what the pieces leave unexplained, again last
         parts["other"] = result["ms_per_update_late"] - sum(parts.values())
-    # the ControlNet runs once per conditioned UNet pass: e_s (B) and the CFG branches (n_cfg * B)
+    # the ControlNet runs once per conditioned UNet pass: e_s (B), the CFG branches (n_cfg * B), the inversion steps
     one = {k: v[:1] if torch.is_tensor(v) else v for k, v in cond.items()}
     t = torch.tensor([400], device=device)
     with torch.no_grad():
         controlnet_one = count_flops(lambda: prior._controlnet_residuals(
             x[:1].to(prior.dtype), t, emb[:1].to(prior.dtype), one))
-    flops = result["tflop_per_late_update"] * 1e12 + B * (1 + n_cfg) * controlnet_one
+    flops = result["tflop_per_late_update"] * 1e12 + B * (1 + n_cfg + inversion_calls) * controlnet_one
     result["pose"], result["hands"] = POSE, condition.__self__.hands
     result["controlnet_tflop_per_image"] = controlnet_one / 1e12
     result["tflop_per_late_update"] = flops / 1e12

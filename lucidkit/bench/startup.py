@@ -17,7 +17,6 @@ beside it (.txt). A case that would not fit the time left (`budget_s`) is skippe
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil

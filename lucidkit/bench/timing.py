@@ -7,7 +7,8 @@ import time
 import torch
 
 
-def _sync(device):
+def sync(device):
+    """Wait for the device's queued work (CUDA; nothing to wait for on a CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -17,11 +18,11 @@ def time_ms(fn, device, repeat: int = 10, warmup: int = 3) -> float:
     work ahead of the GPU; the device is synchronised only before and after the timed calls)."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(repeat):
         fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t0) * 1e3 / repeat
 
 

@@ -138,21 +138,22 @@ def visibility(
     return pixels.cpu(), visible.cpu()
 
 
-@lru_cache(maxsize=4)
-def own_flesh_table(joint_ids: tuple[int, ...] = BODY_JOINT_IDS) -> torch.Tensor:
-    """[K, 55] bool: joint j is keypoint k's joint, its parent or a child. All false for the vertex-selected points
-    (ids >= 55: face points and fingertips lie on the surface: the back of the head must hide the face)."""
+@lru_cache(maxsize=8)
+def own_flesh_table(joint_ids: tuple[int, ...] = BODY_JOINT_IDS, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[K, 55] bool on `device` (built once per keypoint set and device): joint j is keypoint k's joint, its parent
+    or a child. All false for the vertex-selected points (ids >= 55: face points and fingertips lie on the surface:
+    the back of the head must hide the face)."""
     table = torch.zeros(len(joint_ids), len(PARENTS), dtype=torch.bool)
     for k, joint in enumerate(joint_ids):
         if joint < len(PARENTS):
             near = {joint, PARENTS[joint]} | {c for c, p in enumerate(PARENTS) if p == joint}
             table[k, sorted(j for j in near if j >= 0)] = True
-    return table
+    return table.to(device)
 
 
 def own_flesh(owner: torch.Tensor, joint_ids: tuple[int, ...] = BODY_JOINT_IDS) -> torch.Tensor:
     """[K] bool: is joint `owner[k]` (SMPL-X id, [K] long) keypoint k's own joint, its parent or a child?"""
-    return own_flesh_table(tuple(joint_ids)).to(owner.device)[torch.arange(len(owner), device=owner.device), owner]
+    return own_flesh_table(tuple(joint_ids), owner.device)[torch.arange(len(owner), device=owner.device), owner]
 
 
 def stick_width(height: int, width: int) -> float:
@@ -203,10 +204,11 @@ def skeleton_images(
     vertex_joint: torch.Tensor | None = None,  # [V] long (PosedBody.vertex_joint)
     hands: bool = False,
 ) -> torch.Tensor:
-    """[C, H, W, 3] float in [0, 1]: the OpenPose condition image of the posed body for every camera (with `hands`,
-    both hands' 21 keypoints too)."""
+    """[C, H, W, 3] float in [0, 1] on the cameras' device: the OpenPose condition image of the posed body for every
+    camera (with `hands`, both hands' 21 keypoints too). Drawn on the host; the uint8 images move to the device
+    before the conversion (a quarter of the bytes, and no float pass over 4 x 512² x 3 values on the host)."""
     keypoints = openpose_keypoints(joints_world, hands)
     pixels, visible = visibility(keypoints, vertices_world, faces, cameras, vertex_joint, keypoint_joint_ids(hands))
     images = [draw_openpose(pixels[c].numpy(), visible[c].numpy(), cameras.height, cameras.width)
               for c in range(len(cameras))]
-    return torch.from_numpy(np.stack(images)).float() / 255.0
+    return torch.from_numpy(np.stack(images)).to(cameras.viewmats.device).float() / 255.0

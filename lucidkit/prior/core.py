@@ -78,7 +78,7 @@ class DiffusionPrior(FastPath, LoraSupport):
             scheduler if isinstance(scheduler, DDIMScheduler) else DDIMScheduler.from_config(scheduler.config)
         )
         self.controlnet = None
-        self._compiled = False
+        self._compile_mode = "off"  # how the UNet and VAE encoder run (FastPath.enable_fast_path)
         self._vae_layout = torch.contiguous_format  # the encoder's input layout (channels-last once compiled)
         self.max_unet_batch = 0  # 0 = no limit
         self.source: dict[str, Any] = {
@@ -293,10 +293,10 @@ class DiffusionPrior(FastPath, LoraSupport):
         extra: dict[str, Any] = {}
         if cond is not None:
             extra = self._controlnet_residuals(x_in, t, e_in, cond)
-        if self._compiled:
+        if self.compiled:
             torch.compiler.cudagraph_mark_step_begin()  # outputs of earlier graph replays may be reused
         out = self.unet(x_in, t, encoder_hidden_states=e_in, return_dict=False, **extra)[0]
-        out = out.float() if out.dtype != torch.float32 or not self._compiled else out.clone()  # [B, C, h, w]
+        out = out.float() if out.dtype != torch.float32 or not self.compiled else out.clone()  # [B, C, h, w]
         if self.prediction_type == "v_prediction":
             a = self.alphas_cumprod[t].view(-1, 1, 1, 1)  # [B, 1, 1, 1]
             out = a.sqrt() * out + (1 - a).sqrt() * x.to(self.device, torch.float32)

@@ -45,13 +45,13 @@ class FastPath:
     @property
     def compiled(self) -> bool:
         """Whether `enable_fast_path(compile="full")` compiled the UNet and VAE encoder (CUDA only)."""
-        return self._compiled
+        return self._compile_mode == "full"
 
     @property
     def compile_mode(self) -> str:
         """How the UNet and VAE encoder run: 'off' (eager), 'full', 'graphs' or 'regional' (`PriorConfig.compile`;
         always 'off' on a CPU)."""
-        return getattr(self, "_compile_mode", "off")
+        return self._compile_mode
 
     def enable_fast_path(self, compile: bool | str = True) -> None:
         """Throughput settings; results change only by float rounding.
@@ -95,14 +95,13 @@ class FastPath:
                 if mode == "full":
                     self.unet = self.compiled_unet()
                     self.vae.encoder = self.compiled_encoder()
-                    self._compiled = True
                 else:
                     self.unet = self.graphed_unet(regional=mode == "regional")
                     self.controlnet = self.graphed_controlnet(self.controlnet)
                     # eager, the encoder's contiguous layout is the faster one (aten's GroupNorm kernels)
                     self.vae.encoder = GraphedModule(self.vae.encoder)
         self.source["fast_path"] = True
-        self.source["compiled"] = self._compiled
+        self.source["compiled"] = self.compiled
         self.source["compile_mode"] = self.compile_mode
 
     def graphed_unet(self, regional: bool = False) -> torch.nn.Module:

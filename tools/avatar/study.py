@@ -82,6 +82,10 @@ def measure_all(runs: list[tuple[str, str, str, Path]]) -> list[dict]:
     return rows
 
 
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
 def table(rows: list[dict]) -> str:
     lines = [f"{'setting':<10}{'pose':<16}{'colour':<8}{'IoU':>6}{'size':>6}{'other':>7}  colour read"]
     for r in rows:
@@ -95,11 +99,10 @@ def table(rows: list[dict]) -> str:
         done = [r for r in rows if r["setting"] == setting and not r.get("failed")]
         if not done:
             continue
-        mean = lambda key: sum(r[key] for r in done) / len(done)
         follows = sum(r["iou"] > r["best_other_pose_iou"] for r in done)
         colour_ok = sum(r["nearest_colour"] == r["colour"] for r in done)
-        lines.append(f"{setting:<10} {len(done)} runs: IoU mean {mean('iou'):.3f} (min {min(r['iou'] for r in done):.3f}),"
-                     f" size {mean('size'):.2f}, own pose beats every other pose in {follows}/{len(done)},"
+        lines.append(f"{setting:<10} {len(done)} runs: IoU mean {_mean(done, 'iou'):.3f} (min {min(r['iou'] for r in done):.3f}),"
+                     f" size {_mean(done, 'size'):.2f}, own pose beats every other pose in {follows}/{len(done)},"
                      f" colour right in {colour_ok}/{len(done)}")
     return "\n".join(lines)
 

@@ -46,7 +46,7 @@ def cameras_report(preset: str = "toy", n: int = 20000) -> str:
     rows = [("prior's training views", train.radius, train.fovy_rad),
             (f"generate ({preset} preset, all {steps} steps)", gen_r, gen_f),
             ("generate, last third", torch.cat([c.radius for c in late]), torch.cat([c.fovy_rad for c in late]))]
-    lines = [f"| cameras | radius | fovy (rad) | apparent size p5 / p50 / p95 | share > 0.9 (object touches frame) |",
+    lines = ["| cameras | radius | fovy (rad) | apparent size p5 / p50 / p95 | share > 0.9 (object touches frame) |",
              "|---|---|---|---|---|"]
     for name, r, f in rows:
         size = apparent_size(r, f, FIT_RADIUS)
