@@ -10,6 +10,10 @@ warm) and every call prints the comparison of what has been measured so far (als
     scale     N prompts through `batch` with 1 worker, then with every GPU (only on a machine with several)
     report    print the comparison only
 
+Every job runs with `prior.compile=--compile` and without the turntable, previews and checkpoints, as the runs of
+`lucidkit bench startup` (lucidkit/bench/startup.py) do: with two prompts, "separate" is then exactly that bench's
+fresh run followed by its warm run, and `report` uses its JSON (--startup) when "separate" was not run here.
+
 Each mode starts with an empty torch.compile cache (TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR), as on a fresh
 machine; within the separate mode the processes share it, as a shell loop on one machine would. The prior is an
 SD 2.1-base folder with random weights (tools/gpu/save_random_prior.py): real load, compile and update times.
@@ -59,6 +63,17 @@ def timed(cmd: list[str], env: dict, log: Path) -> float:
     return seconds
 
 
+SETS = ["output.turntable_frames=0", "output.preview_every=0", "output.checkpoint_every=0"]
+
+
+def common_args(args) -> list[str]:
+    """The options every job of both modes gets."""
+    out = ["--model", str(args.model), "--preset", args.preset, "--steps", str(args.steps), "--quiet"]
+    for item in [*SETS, f"prior.compile={args.compile}"]:
+        out += ["--set", item]
+    return out
+
+
 def manifest_row(folder: Path) -> dict:
     m = json.loads((folder / "manifest.json").read_text())
     return {"prompt": m["prompt"], "steps": m["steps"], **{k: m["timings"].get(k) for k in
@@ -70,8 +85,7 @@ def run_batch(args, name: str, workers: int | None) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     prompts = args.results / f"{name}-prompts.txt"
     prompts.write_text("\n".join(PROMPTS[: args.prompts]) + "\n")
-    cmd = [sys.executable, "-m", "lucidkit.commands.cli", "batch", str(prompts), "--model", str(args.model),
-           "--preset", args.preset, "--steps", str(args.steps), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "lucidkit.commands.cli", "batch", str(prompts), "--out", str(out), *common_args(args)]
     cmd += ["--workers", str(workers)] if workers else []
     wall = timed(cmd, fresh_caches(args.results, name), args.results / f"{name}.log")
     report = json.loads((out / "batch.json").read_text())
@@ -92,8 +106,8 @@ def run_separate(args) -> dict:
     for i in range(len(jobs), args.prompts):
         out = args.results / "separate" / f"job{i}"
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [sys.executable, "-m", "lucidkit.commands.cli", "generate", PROMPTS[i], "--model", str(args.model),
-               "--preset", args.preset, "--steps", str(args.steps), "--out", str(out), "--quiet"]
+        cmd = [sys.executable, "-m", "lucidkit.commands.cli", "generate", PROMPTS[i], "--out", str(out),
+               *common_args(args)]
         seconds = timed(cmd, env, args.results / f"separate-{i}.log")
         jobs.append({**manifest_row(out), "job_s": seconds})
         # the processes run back to back, so the loop's wall time is the sum of theirs
@@ -103,7 +117,22 @@ def run_separate(args) -> dict:
     return json.loads(path.read_text())
 
 
-def report(results: Path) -> str:
+def from_startup(path: Path, mode: str, prompts: int) -> dict | None:
+    """"separate" from `lucidkit bench startup`'s JSON: its fresh `generate` process, then prompts - 1 times its warm
+    one (a shell loop on one machine: the first run fills the compile cache, the later ones find it)."""
+    if not path.exists():
+        return None
+    cases = json.loads(path.read_text())["cases"]
+    fresh = cases.get(f"{mode}-fresh", {})
+    warm = cases.get(f"{mode}-warm", fresh)  # modes that compile nothing have no warm case: warm = fresh
+    if "process_wall_s" not in fresh or "process_wall_s" not in warm:
+        return None
+    walls = [fresh["process_wall_s"]] + [warm["process_wall_s"]] * (prompts - 1)
+    return {"wall_s": sum(walls), "walls": walls, "updates": fresh["updates"],
+            "startups": [fresh["startup_s"]] + [warm["startup_s"]] * (prompts - 1)}
+
+
+def report(results: Path, startup: Path | None = None, mode: str = "full") -> str:
     """The measurements so far, as text: per mode the wall time, per job its time and its start-up."""
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
     if not runs:
@@ -124,6 +153,13 @@ def report(results: Path) -> str:
         b, s = runs["batch"], runs["separate"]
         lines.append(f"\nbatch vs separate, {len(b['jobs'])} prompts: {b['wall_s']:.1f} s vs {s['wall_s']:.1f} s "
                      f"({s['wall_s'] - b['wall_s']:.1f} s saved, {s['wall_s'] / b['wall_s']:.2f}x)")
+    elif "batch" in runs and startup and (sep := from_startup(startup, mode, len(runs["batch"]["jobs"]))):
+        b = runs["batch"]
+        lines.append(f"\nseparate, from {startup} ({mode}-fresh, then {mode}-warm; {sep['updates']} updates each): "
+                     f"processes {' + '.join(f'{w:.1f}' for w in sep['walls'])} s, start-ups "
+                     f"{' + '.join(f'{s:.1f}' for s in sep['startups'])} s")
+        lines.append(f"batch vs separate, {len(b['jobs'])} prompts: {b['wall_s']:.1f} s vs {sep['wall_s']:.1f} s "
+                     f"({sep['wall_s'] - b['wall_s']:.1f} s saved, {sep['wall_s'] / b['wall_s']:.2f}x)")
     if "scale-1" in runs and "scale-all" in runs:
         one, every = runs["scale-1"], runs["scale-all"]
         lines.append(f"\nscaling, {len(one['jobs'])} prompts: 1 GPU {one['wall_s']:.1f} s, {every['workers']} GPUs "
@@ -134,8 +170,11 @@ def report(results: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["batch", "separate", "scale", "report"])
-    parser.add_argument("--prompts", type=int, default=3, help="Number of prompts (default 3; scale: 2 per GPU).")
-    parser.add_argument("--steps", type=int, default=100, help="Updates per prompt (the fast preset has 2500).")
+    parser.add_argument("--prompts", type=int, default=2, help="Number of prompts (default 2; scale: 2 per GPU).")
+    parser.add_argument("--steps", type=int, default=200, help="Updates per prompt (bench startup's default).")
+    parser.add_argument("--compile", default="full", help="prior.compile of every job (default: the fast path's).")
+    parser.add_argument("--startup", type=Path, default=Path("/tmp/startup_bench/startup.json"),
+                        help="`lucidkit bench startup`'s JSON, for \"separate\" when it was not run here.")
     parser.add_argument("--model", type=Path, default=Path("/tmp/sd21-random"), help="SD folder (random weights).")
     parser.add_argument("--preset", default="fast", help="Preset of every job (tiny: a CPU check of this script).")
     parser.add_argument("--results", type=Path, default=Path("/tmp/batch_bench"))
@@ -155,11 +194,11 @@ def main() -> None:
         gpus = torch.cuda.device_count()
         if gpus < 2:
             sys.exit(f"scale needs several GPUs; this machine has {gpus}")
-        args.prompts = min(2 * gpus, len(PROMPTS)) if args.prompts == 3 else args.prompts
+        args.prompts = min(2 * gpus, len(PROMPTS)) if args.prompts == 2 else args.prompts
         for name, workers in (("scale-1", 1), ("scale-all", None)):
             result = run_batch(args, name, workers)
             (args.results / f"{name}.json").write_text(json.dumps(result, indent=1))
-    text = report(args.results)
+    text = report(args.results, args.startup, args.compile)
     print(text)
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], "batch_bench.txt").write_text(text + "\n")

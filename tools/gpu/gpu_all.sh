@@ -3,12 +3,10 @@
 # toy-world quality benchmark as the remaining time allows. Run from the repository root
 # (bash tools/gpu/gpu_all.sh). Results land in $OUT (default docs/results/).
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=14
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "editable install failed"
+source tools/gpu/gpu_env.sh
+gpu_setup || exit 1
 OUT=${OUT:-docs/results}
 start=$(date +%s)
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 timeout ${SPEED_S:-330} python3 -m lucidkit.commands.cli bench speed --steps ${STEPS:-5} \
   --cases ${CASES:-fast,fast-perpneg,naive,low-memory} --out "$OUT/speed.json" 2>&1 | grep -v -e '^\[transformers' -e 'should be kept in float32' -e 'Dynamo detected' -e 'torch._dynamo.utils' -e '^$' -e 'This call originates' -e 'File "' -e 'if dtype ==' | tee "$OUT/speed.log"
 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_fastpath.py tests/test_render.py 2>&1 | tail -3 | tee "$OUT/gpu_tests.log"

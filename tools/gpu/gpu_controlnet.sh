@@ -4,11 +4,9 @@
 # smplx 0.1.28 (the GPU machine has none of them). Results land in $OUT: toy-controlnet-pose/ (copy it to
 # samples/), controlnet_log.txt, controlnet_eval.json, controlnet_samples.png (condition | with | without | truth).
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+source tools/gpu/gpu_env.sh
+gpu_setup || exit 1
 # lucidkit.samples (the toy prior, the body, the poses) is a package only once lucidkit is installed
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "editable install failed"
 OUT=${OUT:-outputs/toy-controlnet}
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 timeout ${TOTAL_S:-570} python3 -m tools.toyworld.train_controlnet --out "$OUT" --minutes ${MINUTES:-5} ${ARGS:-} 2>&1 \
   | grep -v -e '^\[transformers' -e 'should be kept in float32' -e '^Loading weights'

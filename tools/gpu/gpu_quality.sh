@@ -4,9 +4,8 @@
 # (bash tools/gpu/gpu_quality.sh). Results land in $OUT (default docs/results/).
 set -uo pipefail
 start=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=14
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "editable install failed"
+source tools/gpu/gpu_env.sh
+gpu_setup || exit 1
 OUT=${OUT:-docs/results}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 (nvidia-cuda-mps-control -d && echo "MPS daemon started") || echo "no MPS: worker processes time-share the GPU"

@@ -3,12 +3,12 @@
 #   * tools/gpu/quality.sh: the fixed prompt set with ISM, SDS and the round's candidate, plus ablation rows;
 #   * tools/avatar/study.py: toy avatars on held-out poses with the toy pose ControlNet, with it also in the
 #     inversion steps, and without it.
-# Installs the carried wheels (.whl/, as tools/gpu/gpu_speed.sh). Everything lands in /tmp/studies and comes back
+# Installs the carried packages (tools/gpu/gpu_env.sh). Everything lands in /tmp/studies and comes back
 # packed as $OUT/toy_studies.tgz (the device returns at most 8 files), with the tables beside it.
 set -uo pipefail
 start=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=14
+source tools/gpu/gpu_env.sh
+gpu_setup || exit 1
 RES=/tmp/studies; mkdir -p "$RES"
 # the avatar study starts once quality.sh has built gsplat's extension (it waits for the marker)
 ( while ! grep -q "gsplat build" "$RES/quality_sh.log" 2>/dev/null; do sleep 2; done
