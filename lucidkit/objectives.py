@@ -26,6 +26,10 @@ class RegularizerConfig:
     to covered or empty, so faint Gaussians that draw a translucent halo around the object become part of it or
     fade out. Its gradient is ~300x smaller than the guidance's at weight 1 (mean over pixels), hence weights of
     ~100. 0 = off (the recipe)."""
+    opaque_from: int = 0
+    """First update at which `opaque` applies. Early in a run the initial ball is mostly half-covered pixels, and
+    the term erodes it before the guidance has shaped it; starting it once densification has stopped keeps the
+    shape and only sharpens its silhouette."""
 
 
 class RenderObjective:
@@ -57,7 +61,7 @@ class RenderObjective:
         loss = loss + loss_reg
         if self.reg.scale:
             loss = loss + self.reg.scale * torch.exp(splats["scales"]).mean()
-        if self.reg.opaque:
+        if self.reg.opaque and step >= self.reg.opaque_from:
             loss = loss + self.reg.opaque * alpha_entropy(out.alpha)
         return loss, logs
 

@@ -273,7 +273,9 @@ def manifest_header(command: str, seed: int, prior) -> dict:
     """The fields every run's manifest.json starts with."""
     import torch
 
-    return {"command": command, "seed": seed, "model": prior.source, "device": str(prior.device),
+    graphs = prior.graph_counts() if hasattr(prior, "graph_counts") else {}
+    model = {**prior.source, "graphs": graphs} if graphs else prior.source
+    return {"command": command, "seed": seed, "model": model, "device": str(prior.device),
             "dtype": str(prior.dtype).replace("torch.", ""), "cpu_threads": torch.get_num_threads()}
 
 

@@ -19,7 +19,7 @@ def test_toy_preset_frames_objects_as_the_prior_saw_them():
     train = sample_cameras(4000, g)
     cfg = resolve_config("toy", {})
     sampler = OrbitSampler(cfg.camera, 64, 64)
-    cams = [sampler.sample(8, step, g) for step in range(0, cfg.loop.steps)]
+    cams = [sampler.sample(8, step, g) for step in range(cfg.loop.steps)]
     run = _apparent_size(torch.cat([c.radius for c in cams]), torch.cat([c.fovy_rad for c in cams]))
     seen = _apparent_size(train.radius, train.fovy_rad)
     assert abs(run.median() / seen.median() - 1) < 0.10
@@ -55,3 +55,22 @@ def test_opaque_regulariser_removes_half_transparent_pixels():
     after, covered = half_transparent()
     assert before > 0.05 and after < 0.5 * before
     assert covered > 0.02
+
+
+def test_opaque_term_starts_at_opaque_from():
+    """`regularizers.opaque_from`: before that update the alpha-entropy term adds nothing to the loss, from it on it
+    does (a half-covered render has a positive entropy)."""
+    from types import SimpleNamespace
+
+    from lucidkit.objectives import RegularizerConfig, RenderObjective
+
+    zero = lambda image, *a, **k: (image.sum() * 0, {})  # guidance stand-in: only the regulariser counts
+    guidance = SimpleNamespace(prior=SimpleNamespace(compiled=False), cfg=SimpleNamespace(disparity_ratio=0.0),
+                               loss=zero)
+    reg = RegularizerConfig(tv_rgb=0.0, tv_disparity=0.0, scale=0.0, opaque=100.0, opaque_from=400)
+    objective = RenderObjective(guidance, reg, torch.Generator().manual_seed(0))
+    out = SimpleNamespace(rgb=torch.rand(2, 8, 8, 3), depth=torch.rand(2, 8, 8, 1), alpha=torch.full((2, 8, 8, 1), 0.5))
+    cams = SimpleNamespace(azimuth_deg=torch.zeros(2))
+    splats = {"scales": torch.zeros(1, 3)}
+    assert float(objective(out, cams, 399, splats)[0]) == 0.0
+    assert float(objective(out, cams, 400, splats)[0]) > 1.0

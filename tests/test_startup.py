@@ -54,6 +54,20 @@ def test_cpu_prior_ignores_every_mode_and_records_it(tiny_prior_dir):
         assert torch.allclose(prior.predict_noise(x, t, emb), expected, atol=1e-5)
 
 
+def test_manifest_counts_graph_replays(tiny_prior_dir):
+    """A run's manifest says how often the graph-replayed UNet replayed (`model.graphs`): on a CPU no call can
+    replay, which the count shows as 0 replays in 0 graphs; an eager prior records no `graphs` at all."""
+    from lucidkit.prior import DiffusionPrior
+    from lucidkit.runs import manifest_header
+
+    prior = DiffusionPrior.load(tiny_prior_dir)
+    assert "graphs" not in manifest_header("generate", 0, prior)["model"]
+    prior.unet = GraphedCall(prior.unet)
+    with torch.no_grad():
+        prior.predict_noise(torch.randn(2, 4, 8, 8), torch.tensor([500, 20]), prior.embed(["a cube", ""]))
+    assert manifest_header("generate", 0, prior)["model"]["graphs"] == {"unet": {"replays": 0, "graphs": 0}}
+
+
 # --- GraphedCall -------------------------------------------------------------------------------------------------
 
 

@@ -86,7 +86,7 @@ def run_generate(args, name: str, mode: str, cache: Path, timeout_s: float) -> d
     # a graph capture that failed falls back to eager with a warning (lucidkit/prior/graphed_call.py): flag it
     warnings = [line.strip() for line in log.read_text().splitlines() if "capture failed" in line]
     return {"case": name, "mode": mode, "applied_mode": manifest["model"].get("compile_mode"), "updates": steps,
-            "capture_warnings": warnings[:3],
+            "capture_warnings": warnings[:3], "graphs": manifest["model"].get("graphs"),
             "startup_s": t["startup_s"], "load_prior_s": t["load_prior_s"], "first_update_s": t["first_update_s"],
             "ms_per_update": ms, "outputs_s": t["outputs_s"], "process_wall_s": wall,
             "cache_mib": folder_mib(cache), "projected_recipe_min":

@@ -53,6 +53,18 @@ class FastPath:
         always 'off' on a CPU)."""
         return self._compile_mode
 
+    def graph_counts(self) -> dict:
+        """For each module replayed as CUDA graphs ("graphs"/"regional"): its replays and graphs so far (the run's
+        manifest keeps them as `model.graphs`). A module that replays on only a few of its calls, or holds a graph
+        per call, runs eagerly in effect."""
+        counts = {}
+        for name, module in (("unet", self.unet), ("controlnet", self.controlnet), ("vae_encoder", self.vae.encoder)):
+            if module is not None and hasattr(module, "replays"):
+                graphs = getattr(module, "_graphs", None)
+                counts[name] = {"replays": module.replays,
+                                "graphs": len(graphs) if graphs is not None else int(module._graphed is not None)}
+        return counts
+
     def enable_fast_path(self, compile: bool | str = True) -> None:
         """Throughput settings; results change only by float rounding.
 
