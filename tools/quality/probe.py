@@ -4,6 +4,7 @@
     python tools/quality/probe.py truth "a house"         # the evaluator on the ground truth at the eval cameras
     python tools/quality/probe.py compare RUN [RUN...]    # truth | generated side by side (PNG) + metrics
     python tools/quality/probe.py sizes "a house" "a red cube"   # how large the prior draws each object vs its truth
+    python tools/quality/probe.py ceiling --n 16          # the prior's own samples scored against the truth
 
 `compare` reads each run folder's `scene.ply` and `config.yaml` (its prompt and camera settings), renders the truth
 and the scene at the benchmark's eval cameras (two rings of 8), writes `RUN/compare.png` (rows: truth RGB, generated
@@ -113,11 +114,15 @@ def compare_run(folder: Path) -> str:
             f"{float(torch.quantile(extent, 0.95)):.2f} | scale p50 {float(torch.exp(splats['scales']).max(-1).values.median()):.4f}")
 
 
-def foreground(images: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
-    """[N, H, W] bool: pixels that differ from the image's background colour (the median of its four 4x4 corners)."""
+def background(images: torch.Tensor) -> torch.Tensor:
+    """[N, 3] each image's background colour: the median of its four 4x4 corners (the prior draws any colour)."""
     corners = torch.cat([images[:, :4, :4], images[:, :4, -4:], images[:, -4:, :4], images[:, -4:, -4:]], dim=1)
-    bg = corners.flatten(1, 2).median(dim=1).values  # [N, 3]
-    return (images - bg[:, None, None, :]).abs().amax(-1) > threshold
+    return corners.flatten(1, 2).median(dim=1).values
+
+
+def foreground(images: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
+    """[N, H, W] bool: pixels that differ from the image's background colour (`background`)."""
+    return (images - background(images)[:, None, None, :]).abs().amax(-1) > threshold
 
 
 def sizes_report(prompts: list[str], n: int = 32, steps: int = 30, seed: int = 0) -> str:
@@ -140,6 +145,105 @@ def sizes_report(prompts: list[str], n: int = 32, steps: int = 30, seed: int = 0
     return "\n".join(lines)
 
 
+# The truth cameras a prior sample is matched against: the prior's main training framing (the recipe's starting
+# radius 5.2-5.5 and fovy 0.32-0.60, `toyworld.data.sample_cameras`), polar angles across its 45-105° range and
+# an azimuth every 15°. 480 cameras; the best one stands in for the unknown camera the prior drew.
+GRID_AZIMUTHS_DEG = tuple(float(a) for a in range(0, 360, 15))
+GRID_POLARS_DEG = (60.0, 75.0, 90.0, 105.0)
+GRID_FOVYS_RAD = (0.32, 0.39, 0.46, 0.53, 0.60)
+GRID_RADIUS = 5.35
+# The reference cameras: polar 75°, fovy 0.46, half a grid step (7.5°) off in azimuth, so that the truth seen from
+# them scores what a perfect shape scores through the pose search (its own error), and a grey ball the floor.
+REFERENCE_OFFSET_DEG = 7.5
+
+
+def grid_cameras(azimuths_deg=GRID_AZIMUTHS_DEG, polars_deg=GRID_POLARS_DEG, fovys_rad=GRID_FOVYS_RAD):
+    """64x64 orbit cameras (the prior's image size) at radius GRID_RADIUS for every (azimuth, polar, fovy)."""
+    from lucidkit.cameras import orbit_cameras
+
+    az, polar, fovy = torch.meshgrid(torch.tensor(azimuths_deg), torch.tensor(polars_deg), torch.tensor(fovys_rad),
+                                     indexing="ij")
+    n = az.numel()
+    return orbit_cameras(az.flatten(), polar.flatten(), torch.full((n,), GRID_RADIUS), fovy.flatten(), 64, 64)
+
+
+def grey_ball() -> dict[str, torch.Tensor]:
+    """The toy sphere's Gaussians made flat grey (0.5) at the init's radius (0.6): what the engine starts from."""
+    from lucidkit.toyworld.objects import FIT_RADIUS, ToyObject, build
+
+    splats = build(ToyObject("sphere", "red"))
+    splats["means"] *= 0.6 / FIT_RADIUS
+    splats["scales"] += float(np.log(0.6 / FIT_RADIUS))
+    splats["sh0"].zero_()  # rgb = 0.5
+    return splats
+
+
+def best_matches(samples: torch.Tensor, truth_premultiplied: torch.Tensor, truth_alpha: torch.Tensor,
+                 allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, 4] per sample [N, H, W, 3]: its best PSNR over the truth cameras, the IoU at that camera, the best IoU
+    at any camera and the size ratio at the PSNR's camera. Scored as `lucidkit bench quality` scores a 3D result
+    (PSNR over the truth's object pixels on white | the sample's foreground; IoU of the masks), with the truth
+    (premultiplied [V, H, W, 3], alpha [V, H, W]) composited over the sample's own background colour, since the
+    prior draws any background. `allowed` [V] bool limits the cameras."""
+    from lucidkit.bench.quality import psnr, silhouette_iou, size_ratio
+
+    truth_pixels = (truth_premultiplied + 1 - truth_alpha[..., None] < 0.98).any(-1)  # [V, H, W], as the bench
+    views = range(len(truth_alpha)) if allowed is None else allowed.nonzero()[:, 0].tolist()
+    rows = []
+    for sample, bg, fg in zip(samples, background(samples), foreground(samples)):
+        truth = truth_premultiplied + (1 - truth_alpha[..., None]) * bg  # [V, H, W, 3]
+        scores = [(psnr(sample[None], truth[v : v + 1], (truth_pixels[v] | fg)[None]),
+                   silhouette_iou(fg[None].float(), truth_alpha[v : v + 1]), v) for v in views]
+        value, iou, v = max(scores)
+        rows.append((value, iou, max(s[1] for s in scores), size_ratio(fg[None].float(), truth_alpha[v : v + 1])))
+    return torch.tensor(rows)
+
+
+def ceiling_report(prompts: list[str], n: int = 16, steps: int = 30, seed: int = 0) -> str:
+    """Can a 3D result that matches the prior reach the truth? For each prompt, `n` prior samples (DDIM, CFG 7.5)
+    per caption (plain and each view suffix) are scored against the truth at their best grid camera
+    (`best_matches`); for the house and penguin a suffixed sample may only use cameras that show its view, as the
+    benchmark pins their yaw. Reference rows: the truth 7.5° off (the ceiling of the pose search itself) and the
+    grey ball (the floor). Columns are means over samples; `reach` = share with PSNR >= 15 dB and IoU >= 0.7."""
+    from lucidkit.prior.core import DiffusionPrior
+    from lucidkit.prior.sampling import sample_images
+    from lucidkit.toyworld.captions import VIEWS, ground_truth, is_oriented, views_of_azimuths, with_view
+    from lucidkit.toyworld.data import render_splats
+
+    prior = DiffusionPrior.load("toy", device=torch.device("cpu"), dtype="fp32")
+    grid = grid_cameras()
+    reference = grid_cameras(tuple(a + REFERENCE_OFFSET_DEG for a in GRID_AZIMUTHS_DEG), (75.0,), (0.46,))
+    white = torch.ones(len(reference), 3)
+    ball = render_splats(grey_ball(), reference, white)[0]
+    head = f"{'prompt':<36}| prior: PSNR  IoU  maxIoU size reach | truth+7.5°: PSNR  IoU  size | grey ball: PSNR  IoU  size"
+    lines, per_view = [head, "-" * len(head)], {view: [] for view in (None,) + VIEWS}
+    fmt = lambda m: f"{m[0]:6.2f} {m[1]:5.2f} {m[3]:5.2f}"
+    for prompt in prompts:
+        truth = ground_truth(prompt)
+        with torch.no_grad():
+            premultiplied, alpha = render_splats(truth, grid)  # on black: premultiplied colour
+            own = render_splats(truth, reference, white)[0]
+        alpha = alpha[..., 0]
+        prior_rows = []
+        for k, view in enumerate((None,) + VIEWS):
+            samples = sample_images(prior, [with_view(prompt, view)], n, steps, 7.5, seed + k)
+            allowed = (views_of_azimuths(grid.azimuth_deg) == VIEWS.index(view)) if view and is_oriented(prompt) else None
+            prior_rows.append(best_matches(samples, premultiplied, alpha, allowed))
+            per_view[view].append(prior_rows[-1].mean(0))
+        rows = torch.cat(prior_rows)
+        reach = float(((rows[:, 0] >= 15) & (rows[:, 1] >= 0.7)).float().mean())
+        m = rows.mean(0)
+        lines.append(f"{prompt:<36}| {m[0]:11.2f} {m[1]:4.2f} {m[2]:7.2f} {m[3]:4.2f} {reach:5.2f} | "
+                     f"{fmt(best_matches(own, premultiplied, alpha).mean(0)):>21} | "
+                     f"{fmt(best_matches(ball, premultiplied, alpha).mean(0)):>20}")
+        print(lines[-1], file=sys.stderr, flush=True)  # progress; the table follows on stdout
+    lines += ["", "prior samples by caption, mean over prompts: PSNR  IoU  maxIoU size"]
+    for view, means in per_view.items():
+        m = torch.stack(means).mean(0)
+        lines.append(f"  {'no view suffix' if view is None else view + ' view':<42}{m[0]:5.2f} {m[1]:4.2f} {m[2]:7.2f} {m[3]:4.2f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -152,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("sizes")
     p.add_argument("prompts", nargs="+")
     p.add_argument("--n", type=int, default=32)
+    p = sub.add_parser("ceiling", help="what the prior's own samples score against the truth (best grid camera)")
+    p.add_argument("--prompts", nargs="+", help="default: the benchmark's 14 prompts")
+    p.add_argument("--n", type=int, default=16, help="samples per caption (plain and each view suffix)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.what == "cameras":
@@ -160,6 +267,10 @@ def main(argv: list[str] | None = None) -> None:
         print(truth_report(args.prompts))
     elif args.what == "sizes":
         print(sizes_report(args.prompts, args.n))
+    elif args.what == "ceiling":
+        from lucidkit.bench.quality import PROMPTS
+
+        print(ceiling_report(args.prompts or list(PROMPTS), args.n))
     else:
         for run in args.runs:
             print(compare_run(run), flush=True)
