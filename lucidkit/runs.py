@@ -273,7 +273,7 @@ def manifest_header(command: str, seed: int, prior) -> dict:
     """The fields every run's manifest.json starts with."""
     import torch
 
-    graphs = prior.graph_counts() if hasattr(prior, "graph_counts") else {}
+    graphs = prior.graph_counts()
     model = {**prior.source, "graphs": graphs} if graphs else prior.source
     return {"command": command, "seed": seed, "model": model, "device": str(prior.device),
             "dtype": str(prior.dtype).replace("torch.", ""), "cpu_threads": torch.get_num_threads()}

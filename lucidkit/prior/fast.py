@@ -59,10 +59,8 @@ class FastPath:
         per call, runs eagerly in effect."""
         counts = {}
         for name, module in (("unet", self.unet), ("controlnet", self.controlnet), ("vae_encoder", self.vae.encoder)):
-            if module is not None and hasattr(module, "replays"):
-                graphs = getattr(module, "_graphs", None)
-                counts[name] = {"replays": module.replays,
-                                "graphs": len(graphs) if graphs is not None else int(module._graphed is not None)}
+            if module is not None and hasattr(module, "graph_count"):  # GraphedCall or GraphedModule
+                counts[name] = {"replays": module.replays, "graphs": module.graph_count}
         return counts
 
     def enable_fast_path(self, compile: bool | str = True) -> None:

@@ -35,6 +35,11 @@ class GraphedModule(torch.nn.Module):
         self._signature = None  # (shape, dtype, device, strides) it was captured for
         self._pending = None  # weak reference to the backward node of a replay whose backward has not run
 
+    @property
+    def graph_count(self) -> int:
+        """Captured forward+backward pairs: 1 once captured, else 0."""
+        return int(self._graphed is not None)
+
     @staticmethod
     def _eligible(x: torch.Tensor) -> bool:
         return torch.is_grad_enabled() and x.is_cuda and x.requires_grad

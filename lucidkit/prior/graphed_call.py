@@ -50,6 +50,11 @@ class GraphedCall(torch.nn.Module):
                 raise
             return getattr(module, name)
 
+    @property
+    def graph_count(self) -> int:
+        """Signatures captured as a graph (failed captures not counted)."""
+        return sum(entry is not None for entry in self._graphs.values())
+
     @staticmethod
     def _replayable(x: torch.Tensor) -> bool:
         return x.is_cuda

@@ -14,7 +14,7 @@ Every job runs with `prior.compile=--compile` and without the turntable, preview
 `lucidkit bench startup` (lucidkit/bench/startup.py) do: with two prompts, "separate" is then exactly that bench's
 fresh run followed by its warm run, and `report` uses its JSON (--startup) when "separate" was not run here.
 
-Each mode starts with an empty torch.compile cache (TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR), as on a fresh
+Each mode starts with an empty torch.compile cache (`lucidkit.bench.startup.cache_env`), as on a fresh
 machine; within the separate mode the processes share it, as a shell loop on one machine would. The prior is an
 SD 2.1-base folder with random weights (tools/gpu/save_random_prior.py): real load, compile and update times.
 """
@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from lucidkit.bench import startup
+
 PROMPTS = ["a DSLR photo of a hamburger", "a wooden chair", "a ceramic teapot", "a red sports car",
            "a stone castle tower", "a bowl of ramen", "a vintage camera", "a pineapple", "a knight's helmet",
            "a potted cactus", "a blue backpack", "a golden trophy", "a toy robot", "a loaf of bread",
@@ -37,18 +39,13 @@ PROMPTS = ["a DSLR photo of a hamburger", "a wooden chair", "a ceramic teapot", 
 
 
 def cache_env(results: Path, name: str) -> dict:
-    """Environment whose compile caches are this measurement's own folders."""
-    env = dict(os.environ)
-    for var, sub in (("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("TRITON_CACHE_DIR", "triton")):
-        env[var] = str(results / "caches" / name / sub)
-        Path(env[var]).mkdir(parents=True, exist_ok=True)
-    return env
+    """Environment whose compile caches are this measurement's own folder (as `lucidkit bench startup` sets them)."""
+    return startup.cache_env(results / "caches" / name)
 
 
 def fresh_caches(results: Path, name: str) -> dict:
     """Environment with empty compile caches for this measurement (as on a fresh machine)."""
-    shutil.rmtree(results / "caches" / name, ignore_errors=True)
-    return cache_env(results, name)
+    return startup.cache_env(startup.empty(results / "caches" / name))
 
 
 def timed(cmd: list[str], env: dict, log: Path) -> float:

@@ -56,7 +56,6 @@ for run in "$OUT"/quality/{ism,ism-split1px}/{a-red-and-yellow-striped-cube,a-bl
   cp "$run/compare.png" "$OUT/compare/$(basename "$(dirname "$run")")-$(basename "$run").png"
 done
 # keep what is small and useful: configs, manifests and the main ISM scenes (the ablations' scenes go)
-find "$OUT/quality" -name checkpoint.pt -delete 2>/dev/null
 find "$OUT"/quality* -name checkpoint.pt -delete 2>/dev/null
 find "$OUT"/quality* -name scene.ply -not -path "*/quality/ism/*" -not -path "*/quality/ism-split1px/*" -delete 2>/dev/null
 echo "total: $(( $(date +%s) - start ))s"

@@ -16,7 +16,7 @@ RES=/tmp/studies; mkdir -p "$RES"
     --jobs ${AVATAR_JOBS:-5} --random ${AVATAR_RANDOM:-1} > "$RES/avatar_study.log" 2>&1 ) &
 OUT=$RES TOTAL_S=${TOTAL_S:-560} bash tools/gpu/quality.sh 2>&1 | tee "$RES/quality_sh.log"
 wait
-cat "$RES/avatar_study.log" | grep -v '^\[transformers' | tail -30
+cat "$RES/avatar_study.log" 2>/dev/null | grep -v '^\[transformers' | tail -30
 find "$RES" -name checkpoint.pt -delete
 find "$RES" -name scene.ply -delete 2>/dev/null  # the compare PNGs are made above; the scenes would not fit the 16 MB
 cp "$RES"/quality*.txt "$RES"/avatar_study/study.txt "$OUT"/ 2>/dev/null
