@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="keep the run folder here (for `probe.py compare`)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -61,13 +62,15 @@ def main(argv: list[str] | None = None) -> None:
               f"halo {halo:.3f}  gaussians {len(state.splats['means'])}", flush=True)
 
     print(f"{args.prompt} | {args.method} {' '.join(args.set)} | {args.steps} updates from the truth")
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.out or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         task = FromTruth(cfg)
         measure(type("S", (), {"step": 0, "splats": task.initial_splats("cpu")})())
-        run_scene(task, Path(folder), quiet=True, callbacks=[measure])
+        run_scene(task, folder, quiet=True, callbacks=[measure])
         from lucidkit.splat.ply import read_ply
 
-        splats = read_ply(Path(folder) / "scene.ply").splats
+        splats = read_ply(folder / "scene.ply").splats
     s = score_scene(splats, args.prompt, args.method, cfg.camera, ToyEvaluator.load(), 0.0)
     print(f"final: acc {s.prompt_accuracy:.2f}  PSNR {s.psnr:.2f}  SSIM {s.ssim:.3f}  IoU {s.silhouette_iou:.2f}  "
           f"size {s.size_ratio:.2f}  detail {s.detail:.2f}")
