@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -64,6 +66,7 @@ def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
     """Time one ISM update of the default recipe and its parts; compare with a naive, release-like path."""
     from lucidkit.bench.speed import bench_speed
 
+    check_out(out)
     bench_speed(arch=arch, device=device, steps=steps, batch=batch, resolution=resolution, n_gaussians=gaussians,
                 out=out, cases=tuple(c.strip() for c in cases.split(",") if c.strip()))
 
@@ -86,6 +89,7 @@ def startup(model, cases, steps, steps_off, preset, device, budget_s, work, rest
     """Start-up (fresh, warm, imported cache) and ms per update of each way of running the prior."""
     from lucidkit.bench.startup import bench_startup
 
+    check_out(out)
     bench_startup(model, modes=tuple(c.strip() for c in cases.split(",") if c.strip()), steps=steps,
                   steps_off=steps_off, preset=preset, device=device, budget_s=budget_s, work=work, out=out,
                   restart=restart)
@@ -114,7 +118,16 @@ def quality(model, n_prompts, prompt_list, methods, steps, seed, device, sets, j
     from lucidkit.bench.quality import PROMPTS, bench_quality, parse_variant
     from lucidkit.config import parse_overrides
 
+    check_out(out)
     prompts = tuple(prompt_list) or (PROMPTS[:n_prompts] if n_prompts else PROMPTS)
     bench_quality(prompts=prompts, methods=tuple(m.strip() for m in methods.split(",") if m.strip()), seed=seed,
                   steps=steps, model=model, device=device, out=out, extra=parse_overrides(sets), jobs=jobs,
                   variants=tuple(parse_variant(v) for v in variant_list), variant_prompts=variant_prompts)
+
+
+def check_out(out: str | None) -> None:
+    """Fail before a long benchmark when its --out file cannot be written (the folder is made if missing)."""
+    if out:
+        from lucidkit.export import check_writable_dir
+
+        check_writable_dir(Path(out).parent)

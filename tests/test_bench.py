@@ -52,8 +52,22 @@ def test_quality_benchmark_refuses_a_malformed_variant(tmp_path):
     assert result.exit_code == 2 and "--variant expects" in result.output
 
 
+def test_benchmarks_refuse_an_unwritable_out_before_running(tmp_path):
+    """--out under a regular file: one error naming the folder, before any run starts (no run folders, no
+    traceback)."""
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be")
+    for args in (["speed", "--arch", "tiny", "--device", "cpu", "--steps", "1"],
+                 ["quality", "--prompt", "a red cube", "--steps", "2"]):
+        result = CliRunner().invoke(cli, ["bench", *args, "--out", str(blocker / "r.json")])
+        assert result.exit_code != 0
+        assert "cannot write to output folder" in result.output and "is a file" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
 def test_speed_benchmark_smoke_on_cpu(tmp_path):
-    out = tmp_path / "speed.json"
+    out = tmp_path / "new folder" / "speed.json"  # made when missing
     result = CliRunner().invoke(cli, ["bench", "speed", "--arch", "tiny", "--device", "cpu", "--steps", "1",
                                       "--gaussians", "300", "--cases", "fast,naive", "--out", str(out)])
     assert result.exit_code == 0, result.output
