@@ -33,7 +33,7 @@ echo "gsplat build: $(( $(date +%s) - start ))s"
 #   splitting makes sub-pixel Gaussians that speckle the surface);
 # - the position learning rate at a third of the toy preset's (0.0015): started from the truth's own Gaussians
 #   (tools/quality/fixedpoint.py, CPU) the house grows to 1.15 in 100 updates at 0.0045 but stays at 1.03 at 0.0011:
-#   noisy guidance makes Adam's fixed-size steps a random walk that diffuses the surface outward.
+#   the guidance pushes the surface outward and the step sets how fast.
 # Ablations on four prompts: a quarter of the rate, both changes together, and the densification threshold at the toy
 # prior's scale (its view-space gradients are ~100x SD's, so every Gaussian is cloned or split at every refinement;
 # 0.5 grows the top ~20%; CPU: torus 0.12 accuracy with 3800 Gaussians, house size unchanged at 1.91).
