@@ -28,7 +28,7 @@ Examples:
   lucidkit bench startup --model /tmp/tiny --preset tiny --device cpu --steps 3   # a smoke run on a CPU
 
 \b
-Each mode (prior.compile: graphs, regional, off, full) runs `lucidkit generate` processes: with empty compile
+Each mode (prior.compile: graphs, regional, encoder, off, full) runs `lucidkit generate` processes: with empty compile
 caches (fresh), again with the caches they filled (warm; regional and full, the modes that compile), and for
 full with a cache moved by `lucidkit cache export|import`. Start-up = process start to the first update finished. A case that does not fit --budget is
 skipped; the same command again continues with what is missing (results are kept in --work).
@@ -58,7 +58,7 @@ def bench():
 @click.option("--gaussians", default=100_000, show_default=True, help="Number of Gaussians.")
 @click.option("--cases", default="fast,fast-perpneg,eager,naive,low-memory", show_default=True,
               help="Comma-separated cases: fast (compiled), fast-perpneg, eager (bf16, no compile), naive "
-                   "(fp16 eager, release habits), low-memory, graphs and regional (prior.compile modes); avatar, "
+                   "(fp16 eager, release habits), low-memory, graphs, regional and encoder (prior.compile modes); avatar, "
                    "avatar-fast (lucidkit avatar's update: SD 1.5 + a random OpenPose ControlNet, the built-in body's "
                    "skeleton; --arch tiny keeps tiny).")
 @click.option("--out", type=click.Path(), help="Save the results as JSON here.")
@@ -73,8 +73,8 @@ def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
 
 @bench.command(epilog=STARTUP_EPILOG, context_settings=CONTEXT)
 @click.option("--model", required=True, type=click.Path(), help="A diffusers folder (random weights are fine).")
-@click.option("--cases", default="graphs,regional,off,full", show_default=True,
-              help="Comma-separated prior.compile modes: graphs, regional, off, full (run cheapest first).")
+@click.option("--cases", default="graphs,regional,encoder,off,full", show_default=True,
+              help="Comma-separated prior.compile modes: graphs, regional, encoder, off, full (run cheapest first).")
 @click.option("--steps", default=200, show_default=True, help="Updates per run.")
 @click.option("--steps-off", default=100, show_default=True, help="Updates of the eager runs (the slow ones).")
 @click.option("--preset", default="default", show_default=True, help="generate preset of every run.")

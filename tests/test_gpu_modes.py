@@ -1,4 +1,4 @@
-"""GPU tier: the "graphs" and "regional" ways of running the prior (`prior.compile`, issue 24) compute what the
+"""GPU tier: the "graphs", "regional" and "encoder" ways of running the prior (`prior.compile`, issue 24) compute what the
 eager prior computes — the UNet's noise prediction at the loop's batch sizes, replay after replay, and the VAE
 encoder's latents and input gradient — at SD 2.1-base shapes with random weights, in float32 so that only
 cuDNN's choice of algorithm (TF32 allowed) and the capture can differ."""
@@ -8,7 +8,7 @@ import torch
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("mode", ["graphs", "regional"])
+@pytest.mark.parametrize("mode", ["graphs", "regional", "encoder"])
 def test_graphed_modes_match_the_eager_prior(mode):
     from lucidkit.prior.random_weights import random_prior
 

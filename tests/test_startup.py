@@ -20,7 +20,8 @@ from lucidkit.prior.graphed_call import GraphedCall, _static_copy
 
 
 @pytest.mark.parametrize("value, mode", [(True, "full"), (False, "off"), ("graphs", "graphs"),
-                                         ("regional", "regional"), ("off", "off"), ("Full", "full")])
+                                         ("regional", "regional"), ("encoder", "encoder"), ("off", "off"),
+                                         ("Full", "full")])
 def test_compile_values_name_a_mode(value, mode):
     from lucidkit.generate import resolve_config
 
@@ -47,7 +48,7 @@ def test_cpu_prior_ignores_every_mode_and_records_it(tiny_prior_dir):
     eager = DiffusionPrior.load(tiny_prior_dir)
     emb = eager.embed(["a cube", ""])
     expected = eager.predict_noise(x, t, emb)
-    for mode in ("graphs", "regional"):
+    for mode in ("graphs", "regional", "encoder"):
         prior = DiffusionPrior.load(tiny_prior_dir)
         prior.enable_fast_path(compile=mode)
         assert prior.compile_mode == "off" and prior.source["compile_mode"] == "off"

@@ -1,7 +1,7 @@
 """`lucidkit bench startup`: start-up and speed of each way of running the prior (`prior.compile`) as a user meets
 them — whole `lucidkit generate` processes, here on an SD 2.1-base folder with random weights (issue 24).
 
-For each mode (graphs, regional, off, full; cheapest first):
+For each mode (graphs, regional, encoder, off, full; cheapest first):
     fresh   a new process with EMPTY compile caches (a new TORCHINDUCTOR_CACHE_DIR; Triton's cache lives inside it,
             TRITON_CACHE_DIR is unset; a new TRITON_HOME beside it), as on a fresh machine
     warm    the same again with the caches the fresh run filled (a later run on that machine); not for "off" and
@@ -25,12 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-MODES = ("graphs", "regional", "off", "full")  # cheapest first
+MODES = ("graphs", "regional", "encoder", "off", "full")  # cheapest first
 RECIPE_UPDATES = 5000
 # rough cost of each case on an H100 in seconds (process start to exit, 200 updates), to skip a case that cannot
 # finish in the time left instead of cutting it off half-way
-ESTIMATE_S = {"graphs": 50, "regional": 90, "off": 50, "full": 280}
-WARM_ESTIMATE_S = {"regional": 60, "full": 130}
+ESTIMATE_S = {"graphs": 50, "regional": 90, "encoder": 150, "off": 50, "full": 280}
+WARM_ESTIMATE_S = {"regional": 60, "encoder": 60, "full": 130}
 UNCACHED = ("off", "graphs")  # modes that compile nothing: their warm start is their fresh one (not run twice)
 
 

@@ -32,8 +32,8 @@ class PriorConfig:
     """Channels-last layouts and cuDNN autotuning on CUDA (same results up to rounding)."""
     compile: bool | str = "off"
     """CUDA only: 'off' (eager), 'full' (torch.compile + CUDA graphs: minutes of start-up, fastest updates),
-    'graphs' (eager UNet as CUDA graphs: seconds of start-up) or 'regional' (compiled repeated blocks + CUDA
-    graphs); true = 'full', false = 'off'."""
+    'graphs' (eager UNet as CUDA graphs: seconds of start-up), 'regional' (compiled repeated blocks + CUDA
+    graphs) or 'encoder' (the VAE encoder compiled, the UNet as in 'graphs'); true = 'full', false = 'off'."""
     low_memory: bool = False
     """Fit small GPUs: VAE gradient checkpointing, CFG branches one at a time, text encoder moved to the CPU."""
 

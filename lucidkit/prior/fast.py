@@ -85,6 +85,9 @@ class FastPath:
           * "regional": as "graphs", but the UNet's repeated transformer blocks are compiled first (diffusers'
             `compile_repeated_blocks`): one compiled block serves every block of the same shape, so compiling takes
             tens of seconds, not minutes.
+          * "encoder": as "graphs" for the UNet, the VAE encoder as in "full". In "graphs" the eager encoder's
+            forward+backward is half of an update and compute-bound, so a CUDA graph does not speed it up, while
+            inductor's fusion halves it (docs/performance.md); its compilation is a part of "full"'s.
         """
         mode = compile_mode(compile)
         for model in (self.unet, self.controlnet):
@@ -99,7 +102,7 @@ class FastPath:
             # on an H100 (docs/performance.md).
             self.vae.set_attn_processor(AttnProcessor())
             if mode != "off" and self.compile_mode == "off":
-                if mode in ("full", "regional"):
+                if mode in ("full", "regional", "encoder"):
                     use_persistent_compile_cache()
                 self._compile_mode = mode
                 if mode == "full":
@@ -109,7 +112,8 @@ class FastPath:
                     self.unet = self.graphed_unet(regional=mode == "regional")
                     self.controlnet = self.graphed_controlnet(self.controlnet)
                     # eager, the encoder's contiguous layout is the faster one (aten's GroupNorm kernels)
-                    self.vae.encoder = GraphedModule(self.vae.encoder)
+                    self.vae.encoder = (self.compiled_encoder() if mode == "encoder"
+                                        else GraphedModule(self.vae.encoder))
         self.source["fast_path"] = True
         self.source["compiled"] = self.compiled
         self.source["compile_mode"] = self.compile_mode
@@ -139,7 +143,7 @@ class FastPath:
         None; other modes keep it eager). `attach_controlnet` passes a ControlNet attached later through here."""
         from lucidkit.prior.graphed_call import GraphedCall
 
-        if controlnet is None or self.compile_mode not in ("graphs", "regional") or isinstance(controlnet, GraphedCall):
+        if controlnet is None or self.compile_mode not in ("graphs", "regional", "encoder") or isinstance(controlnet, GraphedCall):
             return controlnet
         return GraphedCall(controlnet)
 

@@ -10,6 +10,7 @@ COMPILE_MODES = {
     "full": "torch.compile of the whole UNet with CUDA graphs and of the VAE encoder (minutes of start-up)",
     "graphs": "the eager UNet replayed as one CUDA graph per input shape, no compiler (seconds of start-up)",
     "regional": "the UNet's repeated transformer blocks compiled, then replayed as CUDA graphs like 'graphs'",
+    "encoder": "the VAE encoder compiled as in 'full', the eager UNet replayed as CUDA graphs as in 'graphs'",
 }
 
 

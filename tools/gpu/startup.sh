@@ -25,7 +25,7 @@ fi
 budget=$(( ${CALL_S:-585} - ($(date +%s) - T0) - 25 ))
 echo "set-up took $(( $(date +%s) - T0 )) s; ${budget} s left for the cases"
 timeout -k 10 $(( budget + 10 )) python3 -m lucidkit.commands.cli bench startup --model "$MODEL" \
-  --cases "${CASES:-graphs,regional,off,full}" --steps "${STEPS:-200}" --budget "$budget" --out "$OUT/startup.json" \
+  --cases "${CASES:-graphs,regional,encoder,off,full}" --steps "${STEPS:-200}" --budget "$budget" --out "$OUT/startup.json" \
   ${BENCH_ARGS-} 2>&1 | grep --line-buffered -v '^\[transformers'
 tar -czf "$OUT/startup_logs.tgz" -C /tmp/startup_bench $(cd /tmp/startup_bench && ls *.log) 2>/dev/null
 keep_gsplat_ext
