@@ -18,7 +18,7 @@ OUT=$RES TOTAL_S=${TOTAL_S:-560} bash tools/gpu/quality.sh 2>&1 | tee "$RES/qual
 wait
 cat "$RES/avatar_study.log" 2>/dev/null | grep -v '^\[transformers' | tail -30
 find "$RES" -name checkpoint.pt -delete
-find "$RES" -name scene.ply -delete 2>/dev/null  # the compare PNGs are made above; the scenes would not fit the 16 MB
+find "$RES" \( -name scene.ply -o -name preview.png \) -delete 2>/dev/null  # the compare PNGs are made above; scenes and previews (~0.7 MB a run) would not fit the 16 MB
 cp "$RES"/quality*.txt "$RES"/avatar_study/study.txt "$OUT"/ 2>/dev/null
 tar -czf "$OUT/toy_studies.tgz" -C "$RES" . && ls -la "$OUT"
 echo "total: $(( $(date +%s) - start ))s"
