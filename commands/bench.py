@@ -58,9 +58,9 @@ def bench():
 @click.option("--gaussians", default=100_000, show_default=True, help="Number of Gaussians.")
 @click.option("--cases", default="fast,fast-perpneg,eager,naive,low-memory", show_default=True,
               help="Comma-separated cases: fast (compiled), fast-perpneg, eager (bf16, no compile), naive "
-                   "(fp16 eager, release habits), low-memory, graphs, regional and encoder (prior.compile modes); avatar, "
-                   "avatar-fast (lucidkit avatar's update: SD 1.5 + a random OpenPose ControlNet, the built-in body's "
-                   "skeleton; --arch tiny keeps tiny).")
+                   "(fp16 eager, release habits), low-memory, graphs, regional and encoder (prior.compile modes); "
+                   "avatar, avatar-fast (lucidkit avatar's update: SD 1.5 + a random OpenPose ControlNet, the "
+                   "built-in body's skeleton; --arch tiny keeps tiny).")
 @click.option("--out", type=click.Path(), help="Save the results as JSON here.")
 def speed(arch, device, steps, batch, resolution, gaussians, cases, out):
     """Time one ISM update of the default recipe and its parts; compare with a naive, release-like path."""

@@ -1,5 +1,5 @@
-"""GPU tier: the "graphs", "regional" and "encoder" ways of running the prior (`prior.compile`, issue 24) compute what the
-eager prior computes — the UNet's noise prediction at the loop's batch sizes, replay after replay, and the VAE
+"""GPU tier: the "graphs", "regional" and "encoder" ways of running the prior (`prior.compile`, issue 24) compute
+what the eager prior computes — the UNet's noise prediction at the loop's batch sizes, replay after replay, and the VAE
 encoder's latents and input gradient — at SD 2.1-base shapes with random weights, in float32 so that only
 cuDNN's choice of algorithm (TF32 allowed) and the capture can differ."""
 

@@ -54,8 +54,8 @@ class FastPath:
         return self._compile_mode
 
     def graph_counts(self) -> dict:
-        """For each module replayed as CUDA graphs ("graphs"/"regional"): its replays and graphs so far (the run's
-        manifest keeps them as `model.graphs`). A module that replays on only a few of its calls, or holds a graph
+        """For each module replayed as CUDA graphs ("graphs"/"regional"/"encoder"): its replays and graphs so far (the
+        run's manifest keeps them as `model.graphs`). A module that replays on only a few of its calls, or holds a graph
         per call, runs eagerly in effect."""
         counts = {}
         for name, module in (("unet", self.unet), ("controlnet", self.controlnet), ("vae_encoder", self.vae.encoder)):
@@ -139,11 +139,12 @@ class FastPath:
         return GraphedCall(unet)
 
     def graphed_controlnet(self, controlnet):
-        """`controlnet` replayed as CUDA graphs like the UNet in the "graphs" and "regional" modes (None stays
-        None; other modes keep it eager). `attach_controlnet` passes a ControlNet attached later through here."""
+        """`controlnet` replayed as CUDA graphs like the UNet in the "graphs", "regional" and "encoder" modes (None
+        stays None; other modes keep it eager). `attach_controlnet` passes a ControlNet attached later through here."""
         from lucidkit.prior.graphed_call import GraphedCall
 
-        if controlnet is None or self.compile_mode not in ("graphs", "regional", "encoder") or isinstance(controlnet, GraphedCall):
+        graphed_modes = ("graphs", "regional", "encoder")
+        if controlnet is None or self.compile_mode not in graphed_modes or isinstance(controlnet, GraphedCall):
             return controlnet
         return GraphedCall(controlnet)
 

@@ -1,8 +1,8 @@
 """Is the truth a resting point of the guidance? Start `generate` from a toy prompt's ground-truth Gaussians and
-watch what the objective does to them (issue 19: ISM objects grow past their truth, SDS ones do not).
+watch what the objective does to them (issue 19: generated objects grow past their truth, ISM's more than SDS's).
 
     python tools/quality/fixedpoint.py "a blue and white striped torus" --method ism --steps 300
-    python tools/quality/fixedpoint.py "a red cube" --method sds --set guidance.cfg_scale=15
+    python tools/quality/fixedpoint.py "a red cube" --method sds --set guidance.guidance_scale=15
 
 Runs the toy preset exactly as `bench quality` does (the method's settings, then --set overrides), but the initial
 Gaussians are the truth's. Every --every updates it prints the size ratio, silhouette IoU and halo share at the
@@ -16,6 +16,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from lucidkit.bench.quality import eval_cameras, method_overrides, render_truth, score_scene, silhouette_iou, size_ratio
+    from lucidkit.bench.quality import (eval_cameras, method_overrides, render_truth, score_scene, silhouette_iou,
+                                        size_ratio)
     from lucidkit.config import deep_merge, parse_overrides
     from lucidkit.generate import GenerateTask, resolve_config
     from lucidkit.runs import render_views
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
 
     class FromTruth(GenerateTask):
         def initial_splats(self, device):
-            return torch.nn.ParameterDict({k: torch.nn.Parameter(v.to(device)) for k, v in ground_truth(args.prompt).items()})
+            truth = ground_truth(args.prompt)  # raw parameters in the engine's layout
+            return torch.nn.ParameterDict({k: torch.nn.Parameter(v.to(device)) for k, v in truth.items()})
 
     def measure(state, logs=None) -> None:
         if state.step % args.every and state.step != args.steps:
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         folder = args.out or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         task = FromTruth(cfg)
-        measure(type("S", (), {"step": 0, "splats": task.initial_splats("cpu")})())
+        measure(SimpleNamespace(step=0, splats=task.initial_splats("cpu")))  # the truth itself: size 1, IoU 1
         run_scene(task, folder, quiet=True, callbacks=[measure])
         from lucidkit.splat.ply import read_ply
 
