@@ -93,6 +93,12 @@ def size_ratio(alpha: torch.Tensor, truth_alpha: torch.Tensor, threshold: float 
     return math.sqrt(area / truth_area) if truth_area > 0 else float("inf")
 
 
+def halo_share(alpha: torch.Tensor) -> float:
+    """Share of the image covered by a faint halo: pixels with 0.05 < alpha < 0.5 (translucent Gaussians that widen
+    a silhouette without making it)."""
+    return float(((alpha > 0.05) & (alpha < 0.5)).float().mean())
+
+
 # --------------------------------------------------------------------------------------------------------------
 # One run: generate, render at eval cameras, compare
 # --------------------------------------------------------------------------------------------------------------
@@ -180,18 +186,27 @@ def method_overrides(method: str, prompt: str) -> dict:
     return {"guidance": guidance}
 
 
-def run_one(prompt: str, method: str, seed: int, steps: int | None, model: str, device: str, folder: Path,
-            evaluator, extra: dict | None = None, label: str | None = None) -> RunScore:
-    """Generate `prompt` with `method`'s settings (+ `extra` overrides) and score it; the row is named `label`."""
+def run_config(prompt: str, method: str, seed: int, steps: int | None, model: str = "toy", device: str = "auto",
+               extra: dict | None = None):
+    """The generate config of one benchmark run: the toy preset, `method`'s settings, then `extra` overrides; no
+    turntable, previews or checkpoints."""
     from lucidkit.config import deep_merge
-    from lucidkit.generate import resolve_config, run
+    from lucidkit.generate import resolve_config
 
     overrides = {"prompt": prompt, "seed": seed, "prior": {"model": model, "device": device},
                  "output": {"turntable_frames": 0, "preview_every": 0, "checkpoint_every": 0}}
     overrides = deep_merge(overrides, method_overrides(method, prompt))
     if steps:
         overrides = deep_merge(overrides, {"loop": {"steps": steps}})
-    cfg = resolve_config("toy", deep_merge(overrides, extra or {}))
+    return resolve_config("toy", deep_merge(overrides, extra or {}))
+
+
+def run_one(prompt: str, method: str, seed: int, steps: int | None, model: str, device: str, folder: Path,
+            evaluator, extra: dict | None = None, label: str | None = None) -> RunScore:
+    """Generate `prompt` with `method`'s settings (+ `extra` overrides) and score it; the row is named `label`."""
+    from lucidkit.generate import run
+
+    cfg = run_config(prompt, method, seed, steps, model, device, extra)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = run(cfg, folder, quiet=True)

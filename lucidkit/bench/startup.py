@@ -25,13 +25,16 @@ import sys
 import time
 from pathlib import Path
 
+from lucidkit.prior.modes import COMPILING_MODES
+
 MODES = ("graphs", "regional", "encoder", "off", "full")  # cheapest first
 RECIPE_UPDATES = 5000
 # rough cost of each case on an H100 in seconds (process start to exit, 200 updates), to skip a case that cannot
 # finish in the time left instead of cutting it off half-way
 ESTIMATE_S = {"graphs": 50, "regional": 90, "encoder": 150, "off": 50, "full": 280}
 WARM_ESTIMATE_S = {"regional": 60, "encoder": 60, "full": 130}
-UNCACHED = ("off", "graphs")  # modes that compile nothing: their warm start is their fresh one (not run twice)
+# modes that compile nothing: their warm start is their fresh one (not run twice)
+UNCACHED = tuple(mode for mode in MODES if mode not in COMPILING_MODES)
 
 
 def cli(*args: str) -> list[str]:

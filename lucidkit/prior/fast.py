@@ -12,7 +12,7 @@ import torch
 
 from lucidkit.compile_cache import default_folder
 from lucidkit.prior.graphed import GraphedModule
-from lucidkit.prior.modes import compile_mode
+from lucidkit.prior.modes import COMPILING_MODES, GRAPHED_UNET_MODES, compile_mode
 
 # Inductor stores a value that several kernels read once it reads > 4 inputs, has > 30 ops or has accumulated > 8
 # reads; in the encoder's GroupNorm + SiLU backward those values are float32 copies of whole activations. With these
@@ -102,7 +102,7 @@ class FastPath:
             # on an H100 (docs/performance.md).
             self.vae.set_attn_processor(AttnProcessor())
             if mode != "off" and self.compile_mode == "off":
-                if mode in ("full", "regional", "encoder"):
+                if mode in COMPILING_MODES:
                     use_persistent_compile_cache()
                 self._compile_mode = mode
                 if mode == "full":
@@ -143,8 +143,7 @@ class FastPath:
         stays None; other modes keep it eager). `attach_controlnet` passes a ControlNet attached later through here."""
         from lucidkit.prior.graphed_call import GraphedCall
 
-        graphed_modes = ("graphs", "regional", "encoder")
-        if controlnet is None or self.compile_mode not in graphed_modes or isinstance(controlnet, GraphedCall):
+        if controlnet is None or self.compile_mode not in GRAPHED_UNET_MODES or isinstance(controlnet, GraphedCall):
             return controlnet
         return GraphedCall(controlnet)
 

@@ -12,6 +12,8 @@ COMPILE_MODES = {
     "regional": "the UNet's repeated transformer blocks compiled, then replayed as CUDA graphs like 'graphs'",
     "encoder": "the VAE encoder compiled as in 'full', the eager UNet replayed as CUDA graphs as in 'graphs'",
 }
+COMPILING_MODES = ("full", "regional", "encoder")  # run inductor, so a compile cache makes a later start faster
+GRAPHED_UNET_MODES = ("graphs", "regional", "encoder")  # the UNet (and ControlNet) replayed by `GraphedCall`
 
 
 def compile_mode(value: bool | str) -> str:

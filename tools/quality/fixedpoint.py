@@ -34,19 +34,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from lucidkit.bench.quality import (eval_cameras, method_overrides, render_truth, score_scene, silhouette_iou,
-                                        size_ratio)
-    from lucidkit.config import deep_merge, parse_overrides
-    from lucidkit.generate import GenerateTask, resolve_config
+    from lucidkit.bench.quality import (
+        eval_cameras,
+        halo_share,
+        render_truth,
+        run_config,
+        score_scene,
+        silhouette_iou,
+        size_ratio,
+    )
+    from lucidkit.config import parse_overrides
+    from lucidkit.generate import GenerateTask
     from lucidkit.runs import render_views
     from lucidkit.scene_run import run_scene
     from lucidkit.toyworld.captions import ground_truth
     from lucidkit.toyworld.evaluator import ToyEvaluator
 
-    overrides = {"prompt": args.prompt, "seed": args.seed, "prior": {"device": "cpu"}, "loop": {"steps": args.steps},
-                 "output": {"turntable_frames": 0, "preview_every": 0, "checkpoint_every": 0}}
-    overrides = deep_merge(overrides, method_overrides(args.method, args.prompt))
-    cfg = resolve_config("toy", deep_merge(overrides, parse_overrides(args.set)))
+    cfg = run_config(args.prompt, args.method, args.seed, args.steps, device="cpu", extra=parse_overrides(args.set))
     cams = eval_cameras(cfg.camera)
     _, truth_alpha = render_truth(args.prompt, cams)
 
@@ -60,9 +64,8 @@ def main(argv: list[str] | None = None) -> None:
             return
         _, alpha, _ = render_views(state.splats, cams)
         a = alpha[..., 0]
-        halo = float(((a > 0.05) & (a < 0.5)).float().mean())
         print(f"step {state.step:4d}  size {size_ratio(a, truth_alpha):.2f}  IoU {silhouette_iou(a, truth_alpha):.2f}  "
-              f"halo {halo:.3f}  gaussians {len(state.splats['means'])}", flush=True)
+              f"halo {halo_share(a):.3f}  gaussians {len(state.splats['means'])}", flush=True)
 
     print(f"{args.prompt} | {args.method} {' '.join(args.set)} | {args.steps} updates from the truth")
     with tempfile.TemporaryDirectory() as scratch:

@@ -81,7 +81,7 @@ def truth_report(prompts: list[str]) -> str:
 def compare_run(folder: Path) -> str:
     """Scores of one run folder against its truth, and `compare.png` beside its scene."""
     from lucidkit import config as config_lib
-    from lucidkit.bench.quality import eval_cameras, render_truth, score_scene
+    from lucidkit.bench.quality import eval_cameras, halo_share, render_truth, score_scene
     from lucidkit.export import write_png
     from lucidkit.generate import GenerateConfig
     from lucidkit.runs import render_views
@@ -102,8 +102,7 @@ def compare_run(folder: Path) -> str:
         rows += [np.concatenate(list(t[views].numpy()), axis=1)
                  for t in (truth, rgb, alpha.expand(-1, -1, -1, 3))]
     write_png(folder / "compare.png", np.concatenate(rows, axis=0))
-    a = alpha[..., 0]
-    halo = float(((a > 0.05) & (a < 0.5)).float().mean())
+    halo = halo_share(alpha[..., 0])
     opacity = torch.sigmoid(splats["opacities"].detach())
     hist = torch.histc(opacity, bins=5, min=0, max=1).int().tolist()
     extent = splats["means"].detach().norm(dim=-1)
