@@ -29,7 +29,7 @@ Examples:
 
 \b
 Each mode (prior.compile: graphs, regional, encoder, off, full) runs `lucidkit generate` processes: with empty compile
-caches (fresh), again with the caches they filled (warm; regional and full, the modes that compile), and for
+caches (fresh), again with the caches they filled (warm: regional, encoder and full, the modes that compile), and for
 full with a cache moved by `lucidkit cache export|import`. Start-up = process start to the first update finished. A case that does not fit --budget is
 skipped; the same command again continues with what is missing (results are kept in --work).
 """
@@ -99,8 +99,8 @@ def startup(model, cases, steps, steps_off, preset, device, budget_s, work, rest
 @click.option("--model", default="toy", show_default=True, help="The prior (the toy prior: ground truth is known).")
 @click.option("--prompts", "n_prompts", type=int, default=0, help="Use only the first N prompts of the fixed set.")
 @click.option("--prompt", "prompt_list", multiple=True, help="Use these prompts instead (repeatable).")
-@click.option("--methods", default="ism,sds,ism-noperpneg", show_default=True,
-              help="Comma-separated: ism, sds, ism-noperpneg (the last on oriented prompts only).")
+@click.option("--methods", default="ism,sds,ism-perpneg", show_default=True,
+              help="Comma-separated: ism, sds, ism-perpneg (ISM with Perp-Neg, on oriented prompts only).")
 @click.option("--steps", type=int, help="Updates per run (default: the toy preset's).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -114,7 +114,7 @@ def startup(model, cases, steps, steps_off, preset, device, budget_s, work, rest
               help="Results JSON (a .txt table and the run folders go beside it).")
 def quality(model, n_prompts, prompt_list, methods, steps, seed, device, sets, jobs, variant_list, variant_prompts,
             out):
-    """Generate the fixed toy prompt set with ISM, SDS and ISM without Perp-Neg; score against ground truth."""
+    """Generate the fixed toy prompt set with ISM, SDS and ISM with Perp-Neg; score against ground truth."""
     from lucidkit.bench.quality import PROMPTS, bench_quality, parse_variant
     from lucidkit.config import parse_overrides
 

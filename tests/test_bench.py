@@ -30,18 +30,18 @@ def test_toy_generate_matches_the_prompt(tmp_path):
 
 def test_quality_benchmark_smoke_writes_its_table(tmp_path):
     out = tmp_path / "quality.json"
-    result = CliRunner().invoke(cli, ["bench", "quality", "--prompt", "a house", "--methods", "ism,ism-noperpneg",
+    result = CliRunner().invoke(cli, ["bench", "quality", "--prompt", "a house", "--methods", "ism,ism-perpneg",
                                       "--steps", "4", "--set", "loop.batch_size=2", "--out", str(out),
                                       "--variant", "ism-g3=ism:guidance.guidance_scale=3;guidance.delta_t=25"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert [r["method"] for r in data["runs"]] == ["ism", "ism-noperpneg", "ism-g3"]
+    assert [r["method"] for r in data["runs"]] == ["ism", "ism-perpneg", "ism-g3"]
     assert data["variants"][0]["overrides"] == {"guidance": {"guidance_scale": 3, "delta_t": 25}}
     for r in data["runs"]:
         assert 0.0 <= r["prompt_accuracy"] <= 1.0 and 0.0 <= r["view_consistency"] <= 1.0 and r["psnr"] > 0
         assert 0.0 <= r["silhouette_iou"] <= 1.0 and r["size_ratio"] >= 0.0
     table = out.with_suffix(".txt").read_text()
-    assert "ism-noperpneg" in table and "janus" in table and "iou" in table and "ism-g3" in table
+    assert "ism-perpneg" in table and "janus" in table and "iou" in table and "ism-g3" in table
     saved = yaml.safe_load((tmp_path / "quality" / "ism-g3" / "a-house" / "config.yaml").read_text())
     assert saved["guidance"]["guidance_scale"] == 3 and saved["guidance"]["delta_t"] == 25
 

@@ -36,7 +36,7 @@ PROMPTS = (
     "a red and yellow checkered pyramid", "a blue and white striped torus", "a green and white checkered cone",
     "a house", "a penguin",
 )
-METHODS = ("ism", "sds", "ism-noperpneg")
+METHODS = ("ism", "sds", "ism-perpneg")
 EVAL_VIEWS = 8
 EVAL_SIZE = 64
 OFFSETS_DEG = tuple(range(0, 360, 15))
@@ -177,13 +177,9 @@ def render_truth(prompt: str, cams) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def method_overrides(method: str, prompt: str) -> dict:
-    """Guidance settings of a method. Oriented prompts use Perp-Neg unless the method says otherwise."""
-    from lucidkit.toyworld.captions import is_oriented
-
-    guidance = {"method": "sds" if method == "sds" else "ism", "perp_neg": is_oriented(prompt)}
-    if method == "ism-noperpneg":
-        guidance["perp_neg"] = False
-    return {"guidance": guidance}
+    """Guidance settings of a method: `ism` and `sds` as `lucidkit generate` runs them (no Perp-Neg); `ism-perpneg`
+    adds Perp-Neg's view negatives (it is run on oriented prompts only: the others have no view to get wrong)."""
+    return {"guidance": {"method": "sds" if method == "sds" else "ism", "perp_neg": method == "ism-perpneg"}}
 
 
 def run_config(prompt: str, method: str, seed: int, steps: int | None, model: str = "toy", device: str = "auto",
@@ -259,12 +255,12 @@ def bench_quality(prompts=PROMPTS, methods=METHODS, seed: int = 0, steps: int | 
     work = Path(out).with_suffix("") if out else Path(tempfile.mkdtemp(prefix="lucidkit-quality-"))
     from lucidkit.config import deep_merge
 
-    pairs = [(p, m) for p in prompts for m in methods if m != "ism-noperpneg" or is_oriented(p)]
+    pairs = [(p, m) for p in prompts for m in methods if m != "ism-perpneg" or is_oriented(p)]
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     todo = [(p, m, m, seed, steps, model, device, str(work / m / _slug(p)), extra, threads) for p, m in pairs]
     for name, method, overrides in variants:
         for p in variant_prompts or prompts:
-            if method != "ism-noperpneg" or is_oriented(p):
+            if method != "ism-perpneg" or is_oriented(p):
                 pairs.append((p, name))
                 todo.append((p, name, method, seed, steps, model, device, str(work / name / _slug(p)),
                              deep_merge(extra or {}, overrides), threads))

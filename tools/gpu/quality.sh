@@ -28,15 +28,16 @@ echo "gsplat build: $(( $(date +%s) - start ))s"
 # Two benchmark invocations side by side (MPS shares the GPU): the fixed set with ISM, SDS and the round's candidate
 # (MAIN_VARIANTS, on every prompt), and ablation rows on three prompts (ABLATIONS). Each writes its JSON after every
 # finished run; the .txt tables are written when an invocation finishes, the .log files have every row either way.
-# Round 5 (the toy preset has the one-pixel clone/split boundary since round 4). On every prompt: the position rate
-# at a third (0.0015), which in round 4 (without the boundary) brought the size from 1.24 to 1.14 but the oriented
-# objects' view from 0.50 to 0.41. Ablations on four prompts: a faster decay of the position rate (the growth
-# happens early: CPU, house 1.87 with a 1000x decay against 1.95), the late alpha-entropy term, and no Perp-Neg.
-MAIN_VARIANTS=(--variant "ism-lr3=ism:optim.means_lr_init=0.0015;optim.means_lr_final=0.000015")
+# Round 6 (the toy preset has the one-pixel clone/split boundary since round 4 and a third of the scaled position rate
+# since round 5; the benchmark's `ism` runs without Perp-Neg, as `generate` does). On every prompt: the preset with ISM,
+# SDS and ISM with Perp-Neg (oriented prompts), a confirmation of round 5's composite row. Ablations on four
+# prompts: a quarter and a fifth of the scaled rate (the growth's speed follows the step), and densification
+# stopped at update 300 (each split scatters its children outward).
+MAIN_VARIANTS=()
 ABLATIONS=(
-  --variant "ism-lrfast=ism:optim.means_lr_final=0.0000045"
-  --variant "ism-opaque-late=ism:regularizers.opaque=100;regularizers.opaque_from=400"
-  --variant "ism-lr3-noperpneg=ism-noperpneg:optim.means_lr_init=0.0015;optim.means_lr_final=0.000015"
+  --variant "ism-lr4=ism:optim.means_lr_init=0.0011;optim.means_lr_final=0.000011"
+  --variant "ism-lr5=ism:optim.means_lr_init=0.0009;optim.means_lr_final=0.000009"
+  --variant "ism-densify300=ism:densify.stop_iter=300"
 )
 P=(--prompt "a red and yellow striped cube" --prompt "a blue and white striped torus"
    --prompt "a house" --prompt "a penguin")
@@ -46,7 +47,7 @@ filter() { grep --line-buffered -v -e '^\[transformers' -e 'should be kept in fl
 timeout "$left" python3 -m lucidkit.commands.cli bench quality --jobs ${JOBS_ABL:-4} --device cuda --methods ism \
   "${ABLATIONS[@]}" "${P[@]}" --out "$OUT/quality_ablation.json" 2>&1 | filter > "$OUT/quality_ablation.log" &
 timeout "$left" python3 -m lucidkit.commands.cli bench quality --jobs ${JOBS:-12} --device cuda \
-  --methods ism,sds,ism-noperpneg "${MAIN_VARIANTS[@]}" --out "$OUT/quality.json" 2>&1 | filter | tee "$OUT/quality.log"
+  --methods ism,sds,ism-perpneg ${MAIN_VARIANTS[@]+"${MAIN_VARIANTS[@]}"} --out "$OUT/quality.json" 2>&1 | filter | tee "$OUT/quality.log"
 wait
 cat "$OUT/quality_ablation.log"
 

@@ -24,7 +24,7 @@ import torch
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prompt")
-    parser.add_argument("--method", default="ism", help="a bench quality method: ism, sds, ism-noperpneg, ...")
+    parser.add_argument("--method", default="ism", help="a bench quality method: ism, sds, ism-perpneg, ...")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
