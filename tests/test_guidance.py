@@ -89,8 +89,8 @@ def direct_ism_gradient(prior, z0, az, t, s, noise, cfg, perp_neg):
                                                cfg.negative_prompt, ""]))}
     grads = []
     for i in range(z0.shape[0]):
-        # step 2: perturb to timestep 1 (or the budget's start) and invert in strides with ∅
-        start = max(s - cfg.xs_delta_t * cfg.xs_inv_steps, 1)
+        # step 2: perturb to timestep 1, or xs_start (capped at s), or the budget's start; invert in strides with ∅
+        start = max(s - cfg.xs_delta_t * cfg.xs_inv_steps, min(max(cfg.xs_start, 1), s))
         x = a[start].sqrt() * z0[i] + (1 - a[start]).sqrt() * noise[i]
         v = start
         while v < s:
@@ -127,11 +127,12 @@ def direct_ism_gradient(prior, z0, az, t, s, noise, cfg, perp_neg):
     return torch.stack(grads)
 
 
+@pytest.mark.parametrize("xs_start", [0, 250])
 @pytest.mark.parametrize("perp_neg", [False, True])
 @pytest.mark.parametrize("t,s", [(700, 600), (300, 220), (60, 1)])
-def test_ism_gradient_equals_the_formula(perp_neg, t, s):
+def test_ism_gradient_equals_the_formula(perp_neg, t, s, xs_start):
     prior = FakePrior()
-    cfg = GuidanceConfig(negative_prompt="blurry", perp_neg=perp_neg)
+    cfg = GuidanceConfig(negative_prompt="blurry", perp_neg=perp_neg, xs_start=xs_start)
     guide = ScoreDistillation(prior, "P", cfg)
     z0 = torch.randn(4, 2, 4, 4, dtype=torch.float64)
     noise = torch.randn_like(z0)
@@ -140,7 +141,7 @@ def test_ism_gradient_equals_the_formula(perp_neg, t, s):
     want = direct_ism_gradient(prior, z0, az.tolist(), t, s, noise, cfg, perp_neg)
     assert torch.allclose(got, want, atol=1e-10, rtol=1e-9)
     # UNet budget: ⌈s/δ_S⌉ inversion calls of batch B, one of B for e_s, one of 2B (4B with Perp-Neg)
-    inv = len(schedules.inversion_timesteps(s, 1, cfg.xs_delta_t, cfg.xs_inv_steps)) - 1
+    inv = len(schedules.inversion_timesteps(s, min(max(xs_start, 1), s), cfg.xs_delta_t, cfg.xs_inv_steps)) - 1
     assert [b for b, _ in prior.calls] == [4] * (inv + 1) + [16 if perp_neg else 8]
 
 

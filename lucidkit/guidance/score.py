@@ -64,6 +64,9 @@ class GuidanceConfig:
     """Stride of the DDIM inversion that produces x_s."""
     xs_inv_steps: int = 5
     """Most UNet calls the inversion may take (1 with xs_delta_t=1000 is the fast setting)."""
+    xs_start: int = 0
+    """Timestep where the inversion's walk starts: z0 is noised to it with fresh noise, then walked up to s
+    (capped at s). 0 = the first timestep, as in the recipe: x_s is then almost a deterministic function of z0."""
     disparity_ratio: float = 0.2
     """Fraction of updates that apply the guidance to the disparity map instead of RGB."""
 
@@ -156,7 +159,8 @@ class ScoreDistillation:
             invert_cond = cond if cond is None or cond.get("in_inversion", True) else None
             x_t, target = ism.ism_noisy_latents(
                 z0, lambda x, v: self._eps(x, v, source, cond), self.alphas, t, s,
-                noise=noise, xs_stride=c.xs_delta_t, xs_max_steps=c.xs_inv_steps, first_timestep=self.steps_offset,
+                noise=noise, xs_stride=c.xs_delta_t, xs_max_steps=c.xs_inv_steps,
+                first_timestep=min(max(self.steps_offset, c.xs_start), s),
                 eps_invert=lambda x, v: self._eps(x, v, source, invert_cond),
             )
         else:
