@@ -176,7 +176,7 @@ def render_truth(prompt: str, cams) -> tuple[torch.Tensor, torch.Tensor]:
     return rgb.cpu(), alpha[..., 0].cpu()
 
 
-def method_overrides(method: str, prompt: str) -> dict:
+def method_overrides(method: str) -> dict:
     """Guidance settings of a method: `ism` and `sds` as `lucidkit generate` runs them (no Perp-Neg); `ism-perpneg`
     adds Perp-Neg's view negatives (it is run on oriented prompts only: the others have no view to get wrong)."""
     return {"guidance": {"method": "sds" if method == "sds" else "ism", "perp_neg": method == "ism-perpneg"}}
@@ -191,7 +191,7 @@ def run_config(prompt: str, method: str, seed: int, steps: int | None, model: st
 
     overrides = {"prompt": prompt, "seed": seed, "prior": {"model": model, "device": device},
                  "output": {"turntable_frames": 0, "preview_every": 0, "checkpoint_every": 0}}
-    overrides = deep_merge(overrides, method_overrides(method, prompt))
+    overrides = deep_merge(overrides, method_overrides(method))
     if steps:
         overrides = deep_merge(overrides, {"loop": {"steps": steps}})
     return resolve_config("toy", deep_merge(overrides, extra or {}))
