@@ -255,12 +255,15 @@ def bench_quality(prompts=PROMPTS, methods=METHODS, seed: int = 0, steps: int | 
     work = Path(out).with_suffix("") if out else Path(tempfile.mkdtemp(prefix="lucidkit-quality-"))
     from lucidkit.config import deep_merge
 
-    pairs = [(p, m) for p in prompts for m in methods if m != "ism-perpneg" or is_oriented(p)]
+    def applies(method: str, prompt: str) -> bool:  # Perp-Neg's row only where there is a view to get wrong
+        return method != "ism-perpneg" or is_oriented(prompt)
+
+    pairs = [(p, m) for p in prompts for m in methods if applies(m, p)]
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     todo = [(p, m, m, seed, steps, model, device, str(work / m / _slug(p)), extra, threads) for p, m in pairs]
     for name, method, overrides in variants:
         for p in variant_prompts or prompts:
-            if method != "ism-perpneg" or is_oriented(p):
+            if applies(method, p):
                 pairs.append((p, name))
                 todo.append((p, name, method, seed, steps, model, device, str(work / name / _slug(p)),
                              deep_merge(extra or {}, overrides), threads))

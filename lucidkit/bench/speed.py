@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from lucidkit.bench.timing import count_flops, sync, time_ms
+from lucidkit.prior.modes import GRAPHED_UNET_MODES
 
 
 def matmul_tflops(device, n: int = 8192, dtype=torch.bfloat16) -> float:
@@ -285,11 +286,9 @@ def bench_speed(arch: str = "sd21-base", device: str = "auto", steps: int = 10, 
     specs = {
         "fast": dict(precision=fast_precision, perp_neg=False, fast=cuda, low_memory=False),
         "eager": dict(precision=fast_precision, perp_neg=False, fast=False, low_memory=False),
-        # the start-up modes of prior.compile (issue 24): CUDA graphs without inductor, or with regional compilation
-        "graphs": dict(precision=fast_precision, perp_neg=False, fast="graphs" if cuda else False, low_memory=False),
-        "regional": dict(precision=fast_precision, perp_neg=False, fast="regional" if cuda else False,
-                         low_memory=False),
-        "encoder": dict(precision=fast_precision, perp_neg=False, fast="encoder" if cuda else False, low_memory=False),
+        # the start-up modes of prior.compile (graphs, regional, encoder): the UNet replayed as CUDA graphs
+        **{mode: dict(precision=fast_precision, perp_neg=False, fast=mode if cuda else False, low_memory=False)
+           for mode in GRAPHED_UNET_MODES},
         "fast-perpneg": dict(precision=fast_precision, perp_neg=True, fast=cuda, low_memory=False),
         "naive": dict(precision="fp16" if cuda else "fp32", perp_neg=False, fast=False, low_memory=False,
                       release_habits=True),
