@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lucidkit.guidance import GuidanceConfig, ScoreDistillation, ism, perpneg, schedules
+from lucidkit.toyworld.captions import view_of_azimuth
 
 
 def sd_alphas_cumprod() -> torch.Tensor:
@@ -242,6 +243,11 @@ def test_view_embeddings_interpolate_by_azimuth():
     f, s, b = (torch.full((1, 3, 4), v, dtype=torch.float64) for v in (1.0, 2.0, 3.0))
     out = perpneg.view_embeddings(torch.tensor([0.0, 45.0, 90.0, -90.0, 135.0, 180.0, -180.0, 360.0]), f, s, b)
     assert out[:, 0, 0].tolist() == pytest.approx([1.0, 1.5, 2.0, 2.0, 2.5, 3.0, 3.0, 1.0])
+    az = torch.tensor([0.0, 44.0, 46.0, -90.0, 134.0, 136.0, -170.0, 400.0])
+    hard = perpneg.view_embeddings(az, f, s, b, interpolate=False)[:, 0, 0].tolist()
+    assert hard == [1.0, 1.0, 2.0, 2.0, 2.0, 3.0, 3.0, 1.0]
+    # the toy world's captions follow the same rule, so the engine asks for the view the prior learned
+    assert [("front", "side", "back").index(view_of_azimuth(a)) + 1.0 for a in az.tolist()] == hard
 
 
 def test_perpendicular_component_is_orthogonal():

@@ -35,11 +35,18 @@ def view_ratio(azimuth_deg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def view_embeddings(
-    azimuth_deg: torch.Tensor, e_front: torch.Tensor, e_side: torch.Tensor, e_back: torch.Tensor
+    azimuth_deg: torch.Tensor, e_front: torch.Tensor, e_side: torch.Tensor, e_back: torch.Tensor,
+    interpolate: bool = True,
 ) -> torch.Tensor:
-    """Interpolated positive embeddings [B, L, D] from the three view embeddings [L, D] (or [1, L, D])."""
+    """Positive embeddings [B, L, D] from the three view embeddings [L, D] (or [1, L, D]).
+
+    interpolate=False picks one view per camera instead (DreamFusion's suffixes): front for |a| <= 45,
+    back for |a| >= 135, side between -- the rule captions of view-labelled training data usually follow.
+    """
     e_front, e_side, e_back = (e.reshape(e.shape[-2:]) for e in (e_front, e_side, e_back))
     front_half, r = view_ratio(to_device(azimuth_deg, e_front.device))
+    if not interpolate:
+        r = (r >= 0.5).to(r.dtype)  # front half: |a| <= 45 -> front; back half: |a| <= 135 -> side
     r = r.to(e_front.dtype)[:, None, None]  # [B, 1, 1]
     front = r * e_front + (1 - r) * e_side  # [B, L, D]
     back = r * e_side + (1 - r) * e_back

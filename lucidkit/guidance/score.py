@@ -40,6 +40,9 @@ class GuidanceConfig:
     """Negative prompt, the unconditional branch of classifier-free guidance."""
     view_prompts: bool = True
     """Append ', front view' / ', side view' / ', back view' and interpolate by camera azimuth."""
+    view_interpolate: bool = True
+    """Blend neighbouring view prompts by azimuth (the recipe); False: one suffix per camera, switching at
+    45° and 135° as DreamFusion's prompts (and most view-labelled captions) do."""
     perp_neg: bool = False
     """Perp-Neg: push away from the other view prompts (helps against multi-face objects)."""
     negative_w: float = -2.0
@@ -111,7 +114,7 @@ class ScoreDistillation:
         """Per-view positive embedding [B, L, D]."""
         if not self.cfg.view_prompts:
             return self.e_plain.expand(len(azimuth_deg), *self.e_plain.shape)
-        return perpneg.view_embeddings(azimuth_deg, self.e_front, self.e_side, self.e_back)
+        return perpneg.view_embeddings(azimuth_deg, self.e_front, self.e_side, self.e_back, self.cfg.view_interpolate)
 
     def source_embeddings(self, azimuth_deg: torch.Tensor) -> torch.Tensor:
         """Per-view embedding of the source prompt [B, L, D] (the empty prompt when there is none)."""
@@ -120,7 +123,7 @@ class ScoreDistillation:
             return self.e_empty.expand(n, *self.e_empty.shape)
         if not self.cfg.view_prompts:
             return self.source[3].expand(n, *self.source[3].shape)
-        return perpneg.view_embeddings(azimuth_deg, self.source[0], self.source[1], self.source[2])
+        return perpneg.view_embeddings(azimuth_deg, *self.source[:3], self.cfg.view_interpolate)
 
     def unconditional_embeddings(self, azimuth_deg: torch.Tensor) -> torch.Tensor:
         """The unconditional branch of CFG [B, L, D]: the negative prompt; when editing without a negative prompt,
