@@ -39,6 +39,10 @@ class ImageEditOptions:
     """'latent' (optimise the VAE latents; fast) or 'pixel' (optimise pixels through the VAE encoder)."""
     anchor: float = 0.0
     """Weight of 0.5·Σ(z − z_input)² that holds the latents near the input's (0 = none)."""
+    auto_mask: float = 0.0
+    """Edit only where the prompts disagree (DiffEdit's mask): latents whose normalised disagreement
+    (`ScoreDistillation.prompt_disagreement`) is below this threshold stay at the input; 0 = off, 0.5 is DiffEdit's
+    threshold. Combined with --mask when both are given. Needs a source prompt."""
     frames: int = 8
     """Frames in the progress strip (evenly spaced updates, plus the input first)."""
 
@@ -101,6 +105,16 @@ def edit_image(prior, image: torch.Tensor, cfg: EditImageConfig, mask: torch.Ten
         keep = to_canvas(mask[..., None].float(), placement, fill=0.0)[None].to(start)  # [1, 1, S, S]
         if latent:  # a latent may change when any of its pixels may
             keep = F.adaptive_max_pool2d(keep, z_input.shape[-1])
+    if opts.auto_mask:
+        if not cfg.source_prompt.strip():
+            raise UserError("edit.auto_mask compares the target prompt with the source prompt; give --source-prompt")
+        disagree = guidance.prompt_disagreement(z_input, generator)  # [1, 1, h, w]
+        auto = (disagree >= opts.auto_mask).float()
+        # one latent of margin: an edit that changes the object's colour also changes its anti-aliased edge
+        auto = F.max_pool2d(auto, 3, stride=1, padding=1)
+        if not latent:
+            auto = F.interpolate(auto, size=canvas.shape[-2:], mode="nearest")
+        keep = auto if keep is None else keep * auto
 
     B = opts.batch_size
     azimuth = torch.zeros(B)  # images have no camera: with view prompts off, the azimuth is unused

@@ -47,6 +47,7 @@ class RenderObjective:
 
     def __call__(self, out, cams, step, splats):
         on_disparity = float(torch.rand(1, generator=self.generator)) < self.guidance.cfg.disparity_ratio
+        on_disparity = on_disparity and not self.guidance.refining(step)  # refinement fits colours
         if on_disparity:
             disparity, loss_reg = self.regularizers(out)
             image = disparity.expand(-1, -1, -1, 3)  # [B, H, W, 3]

@@ -72,6 +72,18 @@ class GuidanceConfig:
     (capped at s). 0 = the first timestep, as in the recipe: x_s is then almost a deterministic function of z0."""
     disparity_ratio: float = 0.2
     """Fraction of updates that apply the guidance to the disparity map instead of RGB."""
+    refine_from: int = 0
+    """First update of the image-space refinement stage (0 = none): from here on each view is fitted to the
+    prior's img2img of its own render (SDEdit: noised to `refine_strength`, denoised in `refine_steps` DDIM steps
+    with CFG), as DreamGaussian's second stage does. Score distillation averages the prior's samples (the
+    stripes of many samples become an orange blur); a few denoising steps from the render return one sample's
+    sharp detail at the render's layout."""
+    refine_strength: float = 0.4
+    """How far up the schedule the render is noised before it is denoised (0-1; SDEdit's strength)."""
+    refine_steps: int = 4
+    """DDIM steps from the noised render back to a clean image."""
+    refine_weight: float = 1000.0
+    """Weight of the mean squared error between the render and its refined image."""
 
 
 class ScoreDistillation:
@@ -139,6 +151,47 @@ class ScoreDistillation:
             delta_t=c.delta_t, delta_t_start=c.delta_t_start, anneal_steps=c.anneal_steps,
             steps_offset=self.steps_offset,
         )
+
+    def refining(self, step: int) -> bool:
+        """Whether update `step` belongs to the image-space refinement stage (`refine_from`)."""
+        return 0 < self.cfg.refine_from <= step
+
+    @torch.no_grad()
+    def refined_images(self, images: torch.Tensor, azimuth_deg: torch.Tensor, generator: torch.Generator,
+                       cond: dict | None = None) -> torch.Tensor:
+        """The prior's img2img of images [B, 3, H, W] in [0, 1]: the latents noised to `refine_strength` of the
+        schedule, then `refine_steps` deterministic DDIM steps with CFG on the view prompts, decoded: [B, 3, H, W]."""
+        c = self.cfg
+        z0 = self.prior.encode_images(images, generator=generator)  # [B, C, h, w]
+        last = len(self.alphas) - 1
+        ts = torch.linspace(round(c.refine_strength * last), 0, c.refine_steps + 1).round().long().tolist()
+        noise = to_device(torch.randn(z0.shape, generator=generator), z0.device, z0.dtype)
+        x = ism.add_noise(z0, noise, self.alphas[ts[0]])
+        branches = torch.cat([self.unconditional_embeddings(azimuth_deg), self.positive_embeddings(azimuth_deg)])
+        clean = torch.ones((), device=self.alphas.device)  # the last step lands on ᾱ = 1: the clean image
+        for now, nxt in zip(ts[:-1], ts[1:]):
+            eps = self._eps(torch.cat([x, x]), now, branches, cond).view(2, *x.shape)
+            eps_hat = perpneg.guided_noise(eps[0], eps[1], c.guidance_scale)
+            x = ism.ddim_step(x, eps_hat, self.alphas[now], self.alphas[nxt] if nxt > 0 else clean)
+        return self.prior.decode_latents(x)
+
+    @torch.no_grad()
+    def prompt_disagreement(self, z0: torch.Tensor, generator: torch.Generator, samples: int = 10,
+                            strength: float = 0.5) -> torch.Tensor:
+        """Where the target and the source prompt disagree about latents z0 [1, C, h, w]: [1, 1, h, w] in [0, 1].
+
+        DiffEdit's mask estimate: z0 noised to `strength` of the schedule with `samples` noise draws, the mean over
+        draws and channels of |ε(x_t, target) − ε(x_t, source)|, divided by its maximum. Regions that both prompts
+        describe alike (the background of a recolouring) score near 0, the object to change near 1.
+        """
+        t = int(strength * (len(self.alphas) - 1))
+        noise = to_device(torch.randn((samples, *z0.shape[1:]), generator=generator), z0.device, z0.dtype)
+        x_t = ism.add_noise(z0.expand(samples, -1, -1, -1), noise, self.alphas[t])  # [n, C, h, w]
+        zero = torch.zeros(samples)
+        emb = torch.cat([self.positive_embeddings(zero), self.source_embeddings(zero)])  # [2n, L, D]
+        eps = self._eps(torch.cat([x_t, x_t]), t, emb, None).view(2, samples, *z0.shape[1:])
+        diff = (eps[0] - eps[1]).abs().mean(dim=(0, 1))[None, None]  # [1, 1, h, w]
+        return diff / diff.max().clamp_min(1e-12)
 
     @torch.no_grad()
     def latent_gradient(
@@ -221,10 +274,14 @@ class ScoreDistillation:
         reference: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """images [B, 3, H, W] in [0, 1] (with grad) → (loss, logs). Step 6: the gradient reaches z0 exactly.
+        In the refinement stage (`refining(step)`) the loss is instead the squared error to `refined_images`.
 
         `reference` [B, 3, H, W]: images of the source at the same views (for 'dds'). `cond`: ControlNet conditioning,
         {"image": [B, 3, H, W] in [0, 1] (one per view), "scale": float, "in_inversion": bool (default True)}.
         """
+        if self.refining(step):
+            target = self.refined_images(images.detach(), azimuth_deg, generator, cond)  # [B, 3, H, W]
+            return self.cfg.refine_weight * (images - target).square().mean(), {"t": 0, "s": 0}
         z0 = self.prior.encode_images(images, generator=generator)  # [B, C, h, w], differentiable
         ref = None
         if reference is not None:
