@@ -18,8 +18,10 @@ Examples:
 \b
 Writes the edited image (--out, PNG, the input's size), <out>.progress.png (the input, then the edit as it
 goes) and <out>.json (the manifest: prompts, method, seed, timings, the resolved config).
-Outside --mask the output is the input, pixel for pixel. Presets: presets/edit-image/*.yaml (default = SD 2.1-base;
-toy = the shipped prior). Use --list-fields to see every field --set accepts.
+Outside --mask the output is the input, pixel for pixel. With a --source-prompt the presets also keep every
+region both prompts describe alike (--auto-mask 0.5; --auto-mask 0 turns it off). Presets:
+presets/edit-image/*.yaml (default = SD 2.1-base; toy = the shipped prior). Use --list-fields to see every field
+--set accepts.
 """
 
 
@@ -29,6 +31,9 @@ toy = the shipped prior). Use --list-fields to see every field --set accepts.
 @options.field("source_prompt", "--source-prompt",
                help="What the input shows (recommended; default: the empty prompt).")
 @click.option("--mask", type=click.Path(), help="Mask image of the input's size: white = may change, black = keep.")
+@options.field("edit.auto_mask", "--auto-mask", type=click.FloatRange(0, 1),
+               help="Change only where --prompt and --source-prompt disagree (DiffEdit's mask; threshold 0-1, "
+                    "0 = off; presets: 0.5). Needs --source-prompt.")
 @options.field("guidance.method", "--guidance", type=click.Choice(["ism", "sds", "dds"]), help="Method (default ism).")
 @options.field("edit.steps", "--steps", type=options.Count(1))
 @options.model

@@ -42,7 +42,8 @@ class ImageEditOptions:
     auto_mask: float = 0.0
     """Edit only where the prompts disagree (DiffEdit's mask): latents whose normalised disagreement
     (`ScoreDistillation.prompt_disagreement`) is below this threshold stay at the input; 0 = off, 0.5 is DiffEdit's
-    threshold. Combined with --mask when both are given. Needs a source prompt."""
+    threshold. Combined with --mask when both are given. Only with a source prompt (there is nothing to compare
+    without one): without it the whole image may change."""
     frames: int = 8
     """Frames in the progress strip (evenly spaced updates, plus the input first)."""
 
@@ -73,6 +74,7 @@ class EditImageResult:
     frames: list  # [size, size, 3] canvases: the input, then progress
     seconds: float
     steps: int
+    mask_share: float | None = None  # share of the canvas the automatic mask let change (None: no automatic mask)
 
 
 def edit_image(prior, image: torch.Tensor, cfg: EditImageConfig, mask: torch.Tensor | None = None,
@@ -105,16 +107,16 @@ def edit_image(prior, image: torch.Tensor, cfg: EditImageConfig, mask: torch.Ten
         keep = to_canvas(mask[..., None].float(), placement, fill=0.0)[None].to(start)  # [1, 1, S, S]
         if latent:  # a latent may change when any of its pixels may
             keep = F.adaptive_max_pool2d(keep, z_input.shape[-1])
-    if opts.auto_mask:
-        if not cfg.source_prompt.strip():
-            raise UserError("edit.auto_mask compares the target prompt with the source prompt; give --source-prompt")
+    mask_share, auto_pixels = None, None  # the automatic mask: share of latents it lets change, [1, 1, S, S]
+    if opts.auto_mask and cfg.source_prompt.strip():
         disagree = guidance.prompt_disagreement(z_input, generator)  # [1, 1, h, w]
         auto = (disagree >= opts.auto_mask).float()
         # one latent of margin: an edit that changes the object's colour also changes its anti-aliased edge
         auto = F.max_pool2d(auto, 3, stride=1, padding=1)
-        if not latent:
-            auto = F.interpolate(auto, size=canvas.shape[-2:], mode="nearest")
-        keep = auto if keep is None else keep * auto
+        mask_share = float(auto.mean())
+        auto_pixels = F.interpolate(auto, size=canvas.shape[-2:], mode="nearest")  # [1, 1, S, S]
+        keep_auto = auto if latent else auto_pixels
+        keep = keep_auto if keep is None else keep * keep_auto
 
     B = opts.batch_size
     azimuth = torch.zeros(B)  # images have no camera: with view prompts off, the azimuth is unused
@@ -157,9 +159,13 @@ def edit_image(prior, image: torch.Tensor, cfg: EditImageConfig, mask: torch.Ten
             frames.append(current_image().permute(1, 2, 0).cpu())
 
     edited = from_canvas(current_image().cpu(), placement)  # [H, W, 3] at the input's size
+    if auto_pixels is not None:  # what the mask held is the input itself, not its trip through the VAE
+        weight = from_canvas(auto_pixels[0].cpu(), placement).clamp(0, 1)  # [H, W, 1]
+        edited = weight * edited + (1 - weight) * image
     if mask is not None:
         edited = torch.where(mask[..., None], edited, image)  # outside the mask: the input, pixel for pixel
-    return EditImageResult(image=edited, frames=frames, seconds=timer.elapsed(), steps=opts.steps)
+    return EditImageResult(image=edited, frames=frames, seconds=timer.elapsed(), steps=opts.steps,
+                           mask_share=mask_share)
 
 
 def progress_strip(frames: list[torch.Tensor]) -> torch.Tensor:
@@ -208,6 +214,7 @@ def run(cfg: EditImageConfig, input_path: Path, out: Path, mask_path: Path | Non
         "source_prompt": cfg.source_prompt,
         "method": cfg.guidance.method,
         "steps": result.steps,
+        "auto_mask_share": result.mask_share,
         "size": [int(image.shape[1]), int(image.shape[0])],
         "seconds": result.seconds,
         "config": config_lib.to_dict(cfg),

@@ -72,6 +72,32 @@ def test_any_size_comes_back_at_its_size_and_the_mask_keeps_the_rest(tmp_path):
     assert not np.array_equal(got[~keep], src[~keep])  # inside: edited
 
 
+def test_auto_mask_keeps_the_background_and_changes_the_object(red_cube_png, tmp_path):
+    """With a source prompt the presets edit only where the prompts disagree: ISM turns the cube blue and leaves the
+    white background as it was (without the mask it tints it); --auto-mask 0 turns it off."""
+    from lucidkit.bench.edit_image import silhouette
+
+    src = np.asarray(Image.open(red_cube_png), dtype=np.float32) / 255
+    background = ~silhouette(torch.from_numpy(src)[None])[0].numpy()
+    far = np.ones_like(background)
+    far[12:52, 12:52] = False  # a border well away from the cube (it spans about 20-44)
+    assert not (far & ~background).any()
+    changes = {}
+    for auto in ("0.5", "0"):
+        out = tmp_path / f"auto{auto}.png"
+        r = _run(red_cube_png, "--prompt", "a blue cube", "--source-prompt", "a red cube", "--auto-mask", auto,
+                 "--steps", "100", "--out", out, "--quiet")
+        assert r.exit_code == 0, r.output
+        got = np.asarray(Image.open(out), dtype=np.float32) / 255
+        changes[auto] = (np.abs(got - src).max(-1), json.loads(out.with_suffix(".json").read_text()))
+    diff, manifest = changes["0.5"]
+    assert 0.05 < manifest["auto_mask_share"] < 0.6
+    assert diff[far].max() < 0.03  # the background far from the cube: unchanged
+    assert diff[~background].mean() > 0.2  # the cube itself: changed (red -> blue)
+    assert changes["0"][1]["auto_mask_share"] is None
+    assert changes["0"][0][far].mean() > diff[far].mean()  # without the mask the background drifts more
+
+
 def test_same_seed_same_image(red_cube_png, tmp_path):
     paths = []
     for name in ("a.png", "b.png"):

@@ -1,5 +1,6 @@
 """Issue 19: the toy preset shows the toy prior objects framed as in its training images."""
 
+import pytest
 import torch
 
 from lucidkit.cameras import OrbitSampler
@@ -66,7 +67,7 @@ def test_opaque_term_starts_at_opaque_from():
 
     zero = lambda image, *a, **k: (image.sum() * 0, {})  # guidance stand-in: only the regulariser counts
     guidance = SimpleNamespace(prior=SimpleNamespace(compiled=False), cfg=SimpleNamespace(disparity_ratio=0.0),
-                               loss=zero)
+                               loss=zero, refining=lambda step: False)
     reg = RegularizerConfig(tv_rgb=0.0, tv_disparity=0.0, scale=0.0, opaque=100.0, opaque_from=400)
     objective = RenderObjective(guidance, reg, torch.Generator().manual_seed(0))
     out = SimpleNamespace(rgb=torch.rand(2, 8, 8, 3), depth=torch.rand(2, 8, 8, 1), alpha=torch.full((2, 8, 8, 1), 0.5))
@@ -74,3 +75,60 @@ def test_opaque_term_starts_at_opaque_from():
     splats = {"scales": torch.zeros(1, 3)}
     assert float(objective(out, cams, 399, splats)[0]) == 0.0
     assert float(objective(out, cams, 400, splats)[0]) > 1.0
+
+
+def _toy_truth(prompt: str) -> torch.Tensor:
+    """A ground-truth render of a toy prompt, [1, 3, 64, 64] on white."""
+    from lucidkit.bench.edit_image import toy_inputs
+
+    images, _ = toy_inputs(prompt, views=1)
+    return images.permute(0, 3, 1, 2)
+
+
+def test_refinement_stage_fits_the_render_to_the_priors_img2img():
+    """`guidance.refine_from`: before it the loss is the score distillation's; from it on, the squared error to the
+    prior's img2img of the render, which keeps the render's layout and what it shows (a red cube stays a red cube
+    where it was)."""
+    from lucidkit.bench.edit_image import iou, silhouette
+    from lucidkit.guidance import GuidanceConfig, ScoreDistillation
+    from lucidkit.prior.config import PriorConfig, load_prior
+    from lucidkit.toyworld.evaluator import ToyEvaluator
+
+    prior = load_prior(PriorConfig(model="toy", device="cpu"))
+    cfg = GuidanceConfig(view_prompts=False, refine_from=5, refine_strength=0.4, refine_steps=4)
+    guide = ScoreDistillation(prior, "a red cube", cfg)
+    image = _toy_truth("a red cube")
+    assert not guide.refining(4) and guide.refining(5)
+    assert guide.loss(image, torch.zeros(1), 4, torch.Generator().manual_seed(0))[1]["t"] > 0  # ISM's interval
+
+    target = guide.refined_images(image, torch.zeros(1), torch.Generator().manual_seed(1))  # [1, 3, 64, 64]
+    assert target.shape == image.shape
+    as_hwc = lambda x: x.permute(0, 2, 3, 1)
+    assert float(iou(silhouette(as_hwc(target)), silhouette(as_hwc(image)))[0]) > 0.8
+    assert ToyEvaluator.load().prompt_accuracy(as_hwc(target), "a red cube") == 1.0
+    loss, logs = guide.loss(image, torch.zeros(1), 5, torch.Generator().manual_seed(1))
+    assert logs["t"] == 0
+    assert float(loss) == pytest.approx(cfg.refine_weight * float((image - target).square().mean()), rel=1e-4)
+    assert float(loss) > 0  # the prior's img2img is not the render itself
+
+
+def test_prompt_disagreement_marks_the_object_not_the_background():
+    """DiffEdit's mask (`ScoreDistillation.prompt_disagreement`) for "a red cube" -> "a blue cube": high on the cube,
+    low on the white background around it."""
+    import torch.nn.functional as F
+
+    from lucidkit.bench.edit_image import silhouette
+    from lucidkit.guidance import GuidanceConfig, ScoreDistillation
+    from lucidkit.prior.config import PriorConfig, load_prior
+
+    prior = load_prior(PriorConfig(model="toy", device="cpu"))
+    guide = ScoreDistillation(prior, "a blue cube", GuidanceConfig(view_prompts=False), source_prompt="a red cube")
+    image = _toy_truth("a red cube")
+    z = prior.encode_images(image, generator=torch.Generator().manual_seed(0))
+    d = guide.prompt_disagreement(z, torch.Generator().manual_seed(0))[0, 0]  # [16, 16]
+    obj = silhouette(image.permute(0, 2, 3, 1)).float()[None]  # [1, 1, 64, 64]
+    inside = F.adaptive_avg_pool2d(obj, d.shape[-1])[0, 0] > 0.99  # latents wholly on the cube
+    outside = F.adaptive_max_pool2d(obj, d.shape[-1])[0, 0] == 0  # latents wholly on the background
+    assert float(d.max()) == pytest.approx(1.0)
+    assert float((d[inside] >= 0.5).float().mean()) > 0.9
+    assert float((d[outside] >= 0.5).float().mean()) < 0.02
