@@ -12,6 +12,9 @@ input at the same views. Without a negative prompt, the source prompt is then al
     sds  target = the injected noise ε
     dds  target = ε̂(x̂_t, source), the CFG noise of the source image's latents noised with the same ε and t
          (Delta Denoising Score: only the difference of the two scores moves z0)
+
+Two helpers use the same embeddings and UNet calls: `refined_images` (the prior's img2img of a render, the target of
+the optional refinement stage, `refine_from`) and `prompt_disagreement` (DiffEdit's mask for `edit-image`).
 """
 
 from __future__ import annotations
