@@ -264,3 +264,14 @@ def test_end_to_end_loss_backpropagates_into_images():
     loss.backward()
     assert images.grad is not None and images.grad[:, :2].abs().sum() > 0
     assert 21 <= logs["t"] <= 980 and logs["s"] < logs["t"]
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("method", "foo", "guidance.method"), ("refine_strength", 1.5, "guidance.refine_strength"),
+    ("refine_steps", 0, "guidance.refine_steps"), ("refine_from", -1, "guidance.refine_from"),
+])
+def test_unusable_guidance_settings_get_one_clear_error(field, value, words):
+    from lucidkit.errors import UserError
+
+    with pytest.raises(UserError, match=words):
+        ScoreDistillation(FakePrior(), "P", GuidanceConfig(**{field: value}))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from lucidkit.devices import to_device
+from lucidkit.errors import UserError
 from lucidkit.guidance import ism, perpneg
 from lucidkit.guidance.schedules import Interval, sample_interval
 
@@ -88,6 +89,19 @@ class GuidanceConfig:
     refine_weight: float = 1000.0
     """Weight of the mean squared error between the render and its refined image."""
 
+    def check(self, methods: tuple[str, ...]) -> None:
+        """One clear error for a setting no run can use (they arrive from presets and --set)."""
+        if self.method not in methods:
+            raise UserError(f"guidance.method must be one of {', '.join(methods)}; got {self.method!r}")
+        if self.refine_from < 0:
+            raise UserError(f"guidance.refine_from must be 0 (no refinement) or an update number; "
+                            f"got {self.refine_from}")
+        if not 0 < self.refine_strength <= 1:
+            raise UserError(f"guidance.refine_strength must be in (0, 1], a fraction of the noise schedule; "
+                            f"got {self.refine_strength}")
+        if self.refine_steps < 1:
+            raise UserError(f"guidance.refine_steps must be at least 1 DDIM step; got {self.refine_steps}")
+
 
 class ScoreDistillation:
     """Turns rendered views into a loss whose gradient on the latents is the ISM (or SDS / DDS) update.
@@ -99,8 +113,7 @@ class ScoreDistillation:
     METHODS = ("ism", "sds", "dds")
 
     def __init__(self, prior, prompt: str, cfg: GuidanceConfig, source_prompt: str | None = None):
-        if cfg.method not in self.METHODS:
-            raise ValueError(f"guidance.method must be one of {self.METHODS}, got {cfg.method!r}")
+        cfg.check(self.METHODS)
         self.prior, self.cfg = prior, cfg
         texts = [f"{prompt}, front view", f"{prompt}, side view", f"{prompt}, back view", prompt,
                  cfg.negative_prompt, ""]
