@@ -2,8 +2,8 @@
 preset does (init ball, cameras, learning rates, densification, 600 updates, batch 4, random backgrounds) but with
 the guidance replaced by a photometric loss against the truth rendered at the same cameras and backgrounds.
 
-    python tools/quality/reconstruct.py "a red and yellow striped cube" --out /tmp/recon-cube
-    python tools/quality/reconstruct.py "a house" --set densify.clone_split_scale=0.0105
+    python -m tools.quality.reconstruct "a red and yellow striped cube" --out /tmp/recon-cube
+    python -m tools.quality.reconstruct "a house" --set densify.clone_split_scale=0.0105
 
 If this reconstruction is crisp (high IoU and PSNR at the eval cameras), the representation and the optimiser's
 settings can hold the object, and what blurs a generated one is the guidance; if it is not, the loop's settings
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+
+from tools.quality.common import add_run_options, run_task, silhouette_printer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,21 +26,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("prompt")
     parser.add_argument("--steps", type=int, default=None, help="updates (default: the preset's)")
     parser.add_argument("--every", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, help="keep the run folder here (for `probe.py compare`)")
+    add_run_options(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from lucidkit.bench.quality import eval_cameras, halo_share, render_truth, run_config, score_scene
-    from lucidkit.bench.quality import silhouette_iou, size_ratio
+    from lucidkit.bench.quality import eval_cameras, render_truth, run_config, score_scene
     from lucidkit.config import parse_overrides
     from lucidkit.generate import GenerateTask
     from lucidkit.regularizers import image_regularizers
-    from lucidkit.runs import render_views
-    from lucidkit.scene_run import run_scene
-    from lucidkit.splat.ply import read_ply
     from lucidkit.toyworld.captions import ground_truth
     from lucidkit.toyworld.data import render_splats
     from lucidkit.toyworld.evaluator import ToyEvaluator
@@ -68,21 +61,10 @@ def main(argv: list[str] | None = None) -> None:
         def objective(self, guidance, state):
             return Photometric(self.cfg.regularizers)
 
-    def measure(state, logs=None) -> None:
-        if state.step % args.every and state.step != steps:
-            return
-        _, alpha, _ = render_views(state.splats, cams)
-        a = alpha[..., 0]
-        print(f"step {state.step:4d}  size {size_ratio(a, truth_alpha):.2f}  IoU {silhouette_iou(a, truth_alpha):.2f}  "
-              f"halo {halo_share(a):.3f}  gaussians {len(state.splats['means'])}", flush=True)
-
+    measure = silhouette_printer(cams, truth_alpha, args.every, steps)
     print(f"{args.prompt} | reconstruction {' '.join(args.set)} | {steps} updates")
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = args.out or Path(scratch)
-        folder.mkdir(parents=True, exist_ok=True)
-        run_scene(Reconstruct(cfg), folder, quiet=True, callbacks=[measure])
-        splats = read_ply(folder / "scene.ply").splats
-    measure(SimpleNamespace(step=steps, splats=splats))
+    splats = run_task(Reconstruct(cfg), args.out, [measure])
+    measure(SimpleNamespace(step=steps, splats=splats))  # the written scene, as the benchmark reads it
     s = score_scene(splats, args.prompt, "ism", cfg.camera, ToyEvaluator.load(), 0.0)
     opacity = torch.sigmoid(splats["opacities"].float())
     print(f"final: acc {s.prompt_accuracy:.2f}  PSNR {s.psnr:.2f}  SSIM {s.ssim:.3f}  IoU {s.silhouette_iou:.2f}  "
