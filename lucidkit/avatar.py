@@ -135,7 +135,9 @@ class AvatarTask(SceneTask):
                 "in_inversion": self.cfg.control.in_inversion}
 
     def objective(self, guidance, state):
-        return RenderObjective(guidance, self.cfg.regularizers, state.generator, condition=self.condition)
+        size = self.cfg.loop.resolution or guidance.prior.resolution
+        return RenderObjective(guidance, self.cfg.regularizers, state.generator, condition=self.condition,
+                               sampler=self.sampler(size))
 
     def turntable_panel(self, cams) -> torch.Tensor:
         return self.skeletons(cams)  # the avatar beside its condition

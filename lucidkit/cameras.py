@@ -70,6 +70,10 @@ class CameraConfig:
     """Polar angle from +z, degrees (90 = horizon, smaller = from above)."""
     azimuth_range_deg: tuple[float, float] = (-180.0, 180.0)
     """Azimuth, degrees counter-clockwise from +x (0 = the object's front)."""
+    azimuth_spread: bool = False
+    """Spread each batch's azimuths evenly over the range from one random start (threestudio's
+    `batch_uniform_azimuth`): every update then sees the object from all sides at once (front, side, back for a
+    batch of 4) instead of B independent draws that may all face one way."""
     jitter_center: float = 0.05
     """Camera position jitter: uniform in [-j/2, j/2] per axis, world units."""
     jitter_target: float = 0.05
@@ -241,6 +245,10 @@ class OrbitSampler:
         fovy = uniform(fovy_range)  # [B]
         polar = uniform(cfg.polar_range_deg)  # [B]
         azimuth = uniform(cfg.azimuth_range_deg)  # [B]
+        if cfg.azimuth_spread:  # one random start, then evenly spaced (the draw above keeps the random stream)
+            lo, hi = cfg.azimuth_range_deg
+            start = (azimuth[:1] - lo) / (hi - lo)  # [1] in [0, 1)
+            azimuth = lo + (hi - lo) * ((start + torch.arange(batch_size) / batch_size) % 1.0)  # [B]
         eye_offset = (torch.rand(batch_size, 3, generator=generator) - 0.5) * cfg.jitter_center  # [B, 3]
         target_offset = torch.randn(batch_size, 3, generator=generator) * cfg.jitter_target  # [B, 3]
         up_offset = torch.randn(batch_size, 3, generator=generator) * cfg.jitter_up  # [B, 3]

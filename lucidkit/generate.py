@@ -39,7 +39,8 @@ class GenerateTask(SceneTask):
         return init_gaussians(self.cfg.init, generator=torch.Generator().manual_seed(self.cfg.seed), device=device)
 
     def objective(self, guidance, state):
-        return RenderObjective(guidance, self.cfg.regularizers, state.generator)
+        size = self.cfg.loop.resolution or guidance.prior.resolution
+        return RenderObjective(guidance, self.cfg.regularizers, state.generator, sampler=self.sampler(size))
 
 
 def run(cfg: GenerateConfig, folder: Path, resume: bool = False, quiet: bool = False,

@@ -9,6 +9,7 @@ import torch
 
 from lucidkit.guidance import ScoreDistillation
 from lucidkit.regularizers import alpha_entropy, image_regularizers
+from lucidkit.splat.render import render_state
 
 
 @dataclass
@@ -37,15 +38,24 @@ class RenderObjective:
     the objective of generate and avatar."""
 
     def __init__(self, guidance: ScoreDistillation, reg: RegularizerConfig, generator: torch.Generator,
-                 condition=None):
-        """`condition(cameras) -> dict` gives the ControlNet conditioning of each update's views (avatar)."""
+                 condition=None, sampler=None):
+        """`condition(cameras) -> dict` gives the ControlNet conditioning of each update's views (avatar);
+        `sampler` (the run's camera sampler) draws the refinement's fixed views (`guidance.refine_views`)."""
         self.guidance, self.reg, self.generator, self.condition = guidance, reg, generator, condition
+        c = guidance.cfg
+        self.held = HeldViews(guidance, sampler, c.refine_views, c.refine_hold, c.refine_from) \
+            if sampler is not None and c.refine_views and c.refine_from else None
         # with a compiled prior, the image-space regularisers are compiled too (a few fused kernels instead of ~40
         # small launches right after the render, where the GPU waits for the CPU)
         self.image_terms = (torch.compile(image_regularizers, dynamic=False) if guidance.prior.compiled
                             else image_regularizers)
 
     def __call__(self, out, cams, step, splats):
+        if self.held is not None and self.guidance.refining(step):
+            # the refinement fits its own fixed views: the loop's render at this update's cameras goes unused
+            out, cams, loss = self.held.loss(splats, step, len(cams), self.condition, self.generator)
+            _, loss_reg = self.regularizers(out)
+            return loss + loss_reg + self.reg.scale * torch.exp(splats["scales"]).mean(), {"t": 0, "s": 0}
         on_disparity = float(torch.rand(1, generator=self.generator)) < self.guidance.cfg.disparity_ratio
         on_disparity = on_disparity and not self.guidance.refining(step)  # refinement fits colours
         if on_disparity:
@@ -70,3 +80,35 @@ class RenderObjective:
         """(normalised disparity [B, H, W, 1], the weighted TV terms) of a render."""
         r = self.reg
         return self.image_terms(out.rgb, out.depth, out.alpha, r.tv_rgb, r.tv_disparity)
+
+
+class HeldViews:
+    """The refinement's fixed views and their held targets (`guidance.refine_views`, `refine_hold`).
+
+    At `refine_from` the sampler draws the views (from their own seed, so a resumed run draws the same); every
+    `hold` updates from then on all their targets are remade from the current renders, and each update fits a
+    random batch of them. A resumed run remakes the targets at its first update."""
+
+    def __init__(self, guidance: ScoreDistillation, sampler, n: int, hold: int, start: int):
+        self.guidance, self.sampler, self.n, self.hold, self.start = guidance, sampler, n, hold, start
+        self.views = self.targets = None
+
+    def loss(self, splats, step: int, batch: int, condition, generator: torch.Generator):
+        """(the render of this update's views, those views, the weighted squared error to their targets)."""
+        if self.views is None:
+            self.views = self.sampler.sample(self.n, self.start, torch.Generator().manual_seed(self.start))
+        white = torch.ones(self.n, 3)
+        if self.targets is None or (step - self.start) % self.hold == 0:
+            with torch.no_grad():
+                parts = []
+                for i in range(0, self.n, batch):  # the prior's batch at a time
+                    views = self.views[i:i + batch]
+                    rgb = render_state(splats, views, white[i:i + batch]).rgb.permute(0, 3, 1, 2)
+                    cond = condition(views) if condition is not None else None
+                    parts.append(self.guidance.refined_images(rgb, views.azimuth_deg, generator, cond).clamp(0, 1))
+                self.targets = torch.cat(parts)  # [N, 3, H, W]
+        pick = torch.randperm(self.n, generator=generator)[:batch]
+        views = self.views[pick]
+        out = render_state(splats, views, white[pick])
+        target = self.targets[pick.to(self.targets.device)]
+        return out, views, self.guidance.cfg.refine_weight * (out.rgb.permute(0, 3, 1, 2) - target).square().mean()

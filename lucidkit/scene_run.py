@@ -155,6 +155,10 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
     preloaded = prior is not None  # a batch worker's: its start-up counts from this job's start
     torch.manual_seed(cfg.seed)
     task.check_input()
+    g, d = cfg.guidance, cfg.densify
+    if g.refine_views and g.refine_from and d.stop_iter > g.refine_from:
+        raise UserError(f"guidance.refine_views fits fixed views rendered apart from the loop's, so densification must "
+                        f"have stopped by guidance.refine_from ({g.refine_from}); densify.stop_iter is {d.stop_iter}")
     prior = prior if prior is not None else load_prior(cfg.prior)
     task.attach(prior)
     load_seconds = timer.elapsed()

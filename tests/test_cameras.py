@@ -142,3 +142,15 @@ def test_batch_indexing_and_device_move():
     one = cams[1]
     assert len(one) == 1 and one.azimuth_deg.item() == pytest.approx(90.0)
     assert len(cams.to("cpu")) == 4
+
+
+def test_azimuth_spread_shows_every_side_in_one_batch():
+    """`camera.azimuth_spread`: a batch of 4 faces front, both sides and back (90° apart from one random start); the
+    other draws are the same as without it."""
+    plain = OrbitSampler(CameraConfig(), 64, 64).sample(4, 0, torch.Generator().manual_seed(3))
+    spread = OrbitSampler(CameraConfig(azimuth_spread=True), 64, 64).sample(4, 0, torch.Generator().manual_seed(3))
+    gaps = torch.remainder(spread.azimuth_deg.roll(-1) - spread.azimuth_deg, 360.0)
+    assert torch.allclose(gaps, torch.full((4,), 90.0), atol=1e-3)
+    assert ((spread.azimuth_deg >= -180) & (spread.azimuth_deg < 180)).all()
+    assert float(spread.azimuth_deg[0]) == pytest.approx(float(plain.azimuth_deg[0]), abs=1e-4)
+    assert torch.equal(spread.polar_deg, plain.polar_deg) and torch.equal(spread.radius, plain.radius)

@@ -132,3 +132,50 @@ def test_prompt_disagreement_marks_the_object_not_the_background():
     assert float(d.max()) == pytest.approx(1.0)
     assert float((d[inside] >= 0.5).float().mean()) > 0.9
     assert float((d[outside] >= 0.5).float().mean()) < 0.02
+
+
+def test_held_refinement_fits_fixed_views_whose_targets_are_remade_every_hold_updates():
+    """`guidance.refine_views`: from `refine_from` on, the objective fits a batch of N fixed views to img2img targets
+    that are remade only every `refine_hold` updates (one prior call per view per remake, not per update), the
+    views are the same in a restarted run, and the loss reaches the Gaussians' colours."""
+    from lucidkit.cameras import CameraConfig
+    from lucidkit.guidance import GuidanceConfig, ScoreDistillation
+    from lucidkit.objectives import RegularizerConfig, RenderObjective
+    from lucidkit.prior.config import PriorConfig, load_prior
+    from lucidkit.splat.render import render_state
+    from lucidkit.toyworld.captions import ground_truth
+
+    prior = load_prior(PriorConfig(model="toy", device="cpu"))
+    cfg = GuidanceConfig(view_prompts=False, refine_from=4, refine_views=6, refine_hold=3, refine_steps=1)
+    guide = ScoreDistillation(prior, "a red cube", cfg)
+    made = []
+    refined = guide.refined_images
+    guide.refined_images = lambda images, *a, **k: made.append(len(images)) or refined(images, *a, **k)
+    splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ground_truth("a red cube").items()})
+    sampler = OrbitSampler(CameraConfig(), 64, 64)
+    cams = sampler.sample(2, 0, torch.Generator().manual_seed(0))
+    loop_render = render_state(splats, cams, torch.ones(2, 3))  # the loop's own render: unused while refining
+
+    objective = RenderObjective(guide, RegularizerConfig(), torch.Generator().manual_seed(0), sampler=sampler)
+    for step in range(4, 10):
+        loss, logs = objective(loop_render, cams, step, splats)
+        assert logs["t"] == 0 and torch.isfinite(loss)
+    assert made == [2, 2, 2] * 2  # all six views remade at updates 4 and 7, a batch (2) at a time
+    loss.backward()
+    assert splats["sh0"].grad.abs().sum() > 0
+
+    again = RenderObjective(guide, RegularizerConfig(), torch.Generator().manual_seed(5), sampler=sampler)
+    again(loop_render, cams, 7, splats)
+    assert torch.equal(again.held.views.viewmats, objective.held.views.viewmats)
+
+
+def test_held_refinement_needs_densification_stopped_first(tmp_path):
+    from lucidkit.errors import UserError
+    from lucidkit.generate import GenerateTask
+    from lucidkit.scene_run import run_scene
+
+    cfg = resolve_config("toy", {"prompt": "a red cube", "guidance": {"refine_from": 300, "refine_views": 32},
+                                 "densify": {"stop_iter": 400}})
+    with pytest.raises(UserError, match="densify.stop_iter"):
+        run_scene(GenerateTask(cfg), tmp_path / "run")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

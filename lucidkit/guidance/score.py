@@ -88,6 +88,13 @@ class GuidanceConfig:
     """DDIM steps from the noised render back to a clean image."""
     refine_weight: float = 1000.0
     """Weight of the mean squared error between the render and its refined image."""
+    refine_views: int = 0
+    """0: each update's cameras get new targets (an img2img of every view at every update). N > 0: the refinement
+    fits N views fixed at its start, whose targets are held for `refine_hold` updates and then remade from the
+    current renders (Instruct-NeRF2NeRF's dataset update): a prior call per view every `refine_hold` updates instead
+    of one per view per update. Rendered on white; densification must have stopped by `refine_from`."""
+    refine_hold: int = 50
+    """Updates a held target is fitted before it is remade (with `refine_views`)."""
 
     def check(self, methods: tuple[str, ...]) -> None:
         """One clear error for a setting no run can use (they arrive from presets and --set)."""
@@ -101,6 +108,9 @@ class GuidanceConfig:
                             f"got {self.refine_strength}")
         if self.refine_steps < 1:
             raise UserError(f"guidance.refine_steps must be at least 1 DDIM step; got {self.refine_steps}")
+        if self.refine_views < 0 or self.refine_hold < 1:
+            raise UserError(f"guidance.refine_views must be 0 or more and guidance.refine_hold at least 1; got "
+                            f"{self.refine_views} and {self.refine_hold}")
 
 
 class ScoreDistillation:

@@ -28,21 +28,18 @@ echo "gsplat build: $(( $(date +%s) - start ))s"
 # Two benchmark invocations side by side (MPS shares the GPU): the fixed set with ISM, SDS and the round's candidate
 # (MAIN_VARIANTS, on every prompt), and ablation rows on three prompts (ABLATIONS). Each writes its JSON after every
 # finished run; the .txt tables are written when an invocation finishes, the .log files have every row either way.
-# Round 7: image-space refinement (`guidance.refine_from`: each view fitted to the prior's img2img of its own render,
-# DreamGaussian's second stage). On every prompt: ISM and SDS as the preset runs them, 200 refinement updates after
-# the 600 of ISM, and the refinement from update 450 within the 600 (the same number of updates as ISM). Ablations
-# on four prompts: 800 ISM updates without refinement (are the extra updates what helps?) and the refinement's
-# strength at 0.25 and 0.6 (less or more of the prior's own sample in each target).
+# Round 9 (the preset now refines 32 fixed views with targets held for 50 updates, `guidance.refine_views`). On every
+# prompt: the preset, its held targets remade every 10 updates, a refinement twice as long (from update 300, with
+# densification stopped there). Ablation on four prompts: the refinement's strength at 0.25 (targets closer to the
+# render, so the fixed views may agree).
 MAIN_VARIANTS=(
-  --variant "ism-refine=ism:loop.steps=800;guidance.refine_from=600"
-  --variant "ism-refine450=ism:guidance.refine_from=450"
+  --variant "ism-h10=ism:guidance.refine_hold=10"
+  --variant "ism-r300=ism:guidance.refine_from=300;densify.stop_iter=300"
 )
 ABLATIONS=(
-  --variant "ism-800=ism:loop.steps=800"
-  --variant "ism-refine-s25=ism:loop.steps=800;guidance.refine_from=600;guidance.refine_strength=0.25"
-  --variant "ism-refine-s60=ism:loop.steps=800;guidance.refine_from=600;guidance.refine_strength=0.6"
+  --variant "ism-s25=ism:guidance.refine_strength=0.25"
 )
-P=(--prompt "a red and yellow striped cube" --prompt "a blue and white striped torus"
+P=(--prompt "a red and yellow striped cube" --prompt "a red and yellow checkered pyramid"
    --prompt "a house" --prompt "a penguin")
 left=$(( ${TOTAL_S:-560} - ($(date +%s) - start) - 40 ))
 echo "quality: ${left}s left"
@@ -50,19 +47,19 @@ filter() { grep --line-buffered -v -e '^\[transformers' -e 'should be kept in fl
 timeout "$left" python3 -m lucidkit.commands.cli bench quality --jobs ${JOBS_ABL:-4} --device cuda --methods ism \
   "${ABLATIONS[@]}" "${P[@]}" --out "$OUT/quality_ablation.json" 2>&1 | filter > "$OUT/quality_ablation.log" &
 timeout "$left" python3 -m lucidkit.commands.cli bench quality --jobs ${JOBS:-12} --device cuda \
-  --methods ism,sds ${MAIN_VARIANTS[@]+"${MAIN_VARIANTS[@]}"} --out "$OUT/quality.json" 2>&1 | filter | tee "$OUT/quality.log"
+  --methods ${METHODS:-ism} ${MAIN_VARIANTS[@]+"${MAIN_VARIANTS[@]}"} --out "$OUT/quality.json" 2>&1 | filter | tee "$OUT/quality.log"
 wait
 cat "$OUT/quality_ablation.log"
 
 # What the failures look like (truth | generated | alpha, two rings), and what was written
-for run in "$OUT"/quality/{ism,ism-refine}/{a-red-and-yellow-striped-cube,a-blue-and-white-striped-torus,a-red-and-yellow-checkered-pyramid,a-house,a-penguin}; do
+for run in "$OUT"/quality/{ism,ism-r300}/{a-red-and-yellow-striped-cube,a-blue-and-white-striped-torus,a-red-and-yellow-checkered-pyramid,a-house,a-penguin}; do
   [ -f "$run/scene.ply" ] || continue
   python3 tools/quality/probe.py compare "$run" 2>/dev/null | tee -a "$OUT/compare/compare.txt"
   cp "$run/compare.png" "$OUT/compare/$(basename "$(dirname "$run")")-$(basename "$run").png"
 done
 # keep what is small and useful: configs, manifests and the main ISM scenes (the ablations' scenes go)
 find "$OUT"/quality* -name checkpoint.pt -delete 2>/dev/null
-find "$OUT"/quality* -name scene.ply -not -path "*/quality/ism/*" -not -path "*/quality/ism-refine/*" -delete 2>/dev/null
+find "$OUT"/quality* -name scene.ply -not -path "*/quality/ism/*" -not -path "*/quality/ism-r300/*" -delete 2>/dev/null
 echo "total: $(( $(date +%s) - start ))s"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 true
