@@ -54,8 +54,19 @@ class RenderObjective:
         if self.held is not None and self.guidance.refining(step):
             # the refinement fits its own fixed views: the loop's render at this update's cameras goes unused
             out, cams, loss = self.held.loss(splats, step, len(cams), self.condition, self.generator)
+            logs = {"t": 0, "s": 0}
             _, loss_reg = self.regularizers(out)
-            return loss + loss_reg + self.reg.scale * torch.exp(splats["scales"]).mean(), {"t": 0, "s": 0}
+        else:
+            loss, logs, loss_reg = self.guided(out, cams, step)
+        loss = loss + loss_reg
+        if self.reg.scale:
+            loss = loss + self.reg.scale * torch.exp(splats["scales"]).mean()
+        if self.reg.opaque and step >= self.reg.opaque_from:
+            loss = loss + self.reg.opaque * alpha_entropy(out.alpha)
+        return loss, logs
+
+    def guided(self, out, cams, step):
+        """(guidance loss, its logs, the weighted TV terms) of the loop's render."""
         on_disparity = float(torch.rand(1, generator=self.generator)) < self.guidance.cfg.disparity_ratio
         on_disparity = on_disparity and not self.guidance.refining(step)  # refinement fits colours
         if on_disparity:
@@ -69,12 +80,7 @@ class RenderObjective:
             # after the guidance: the GPU then has the encoder and UNet work queued while the host prepares these
             # (right after the render's sync it would wait for them, ~3 ms on an H100)
             _, loss_reg = self.regularizers(out)
-        loss = loss + loss_reg
-        if self.reg.scale:
-            loss = loss + self.reg.scale * torch.exp(splats["scales"]).mean()
-        if self.reg.opaque and step >= self.reg.opaque_from:
-            loss = loss + self.reg.opaque * alpha_entropy(out.alpha)
-        return loss, logs
+        return loss, logs, loss_reg
 
     def regularizers(self, out) -> tuple[torch.Tensor, torch.Tensor]:
         """(normalised disparity [B, H, W, 1], the weighted TV terms) of a render."""
@@ -92,12 +98,13 @@ class HeldViews:
     def __init__(self, guidance: ScoreDistillation, sampler, n: int, hold: int, start: int):
         self.guidance, self.sampler, self.n, self.hold, self.start = guidance, sampler, n, hold, start
         self.views = self.targets = None
+        self.white = torch.ones(n, 3)  # backgrounds of the fixed views
 
     def loss(self, splats, step: int, batch: int, condition, generator: torch.Generator):
         """(the render of this update's views, those views, the weighted squared error to their targets)."""
         if self.views is None:
             self.views = self.sampler.sample(self.n, self.start, torch.Generator().manual_seed(self.start))
-        white = torch.ones(self.n, 3)
+        white = self.white
         if self.targets is None or (step - self.start) % self.hold == 0:
             with torch.no_grad():
                 parts = []
@@ -111,4 +118,4 @@ class HeldViews:
         views = self.views[pick]
         out = render_state(splats, views, white[pick])
         target = self.targets[pick.to(self.targets.device)]
-        return out, views, self.guidance.cfg.refine_weight * (out.rgb.permute(0, 3, 1, 2) - target).square().mean()
+        return out, views, self.guidance.refinement_loss(out.rgb.permute(0, 3, 1, 2), target)

@@ -201,6 +201,10 @@ class ScoreDistillation:
             x = ism.ddim_step(x, eps_hat, self.alphas[now], self.alphas[nxt] if nxt > 0 else clean)
         return self.prior.decode_latents(x)
 
+    def refinement_loss(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The refinement stage's loss: the weighted mean squared error of renders to their refined images."""
+        return self.cfg.refine_weight * (images - targets).square().mean()
+
     @torch.no_grad()
     def prompt_disagreement(self, z0: torch.Tensor, generator: torch.Generator, samples: int = 10,
                             strength: float = 0.5) -> torch.Tensor:
@@ -307,7 +311,7 @@ class ScoreDistillation:
         """
         if self.refining(step):
             target = self.refined_images(images.detach(), azimuth_deg, generator, cond)  # [B, 3, H, W]
-            return self.cfg.refine_weight * (images - target).square().mean(), {"t": 0, "s": 0}
+            return self.refinement_loss(images, target), {"t": 0, "s": 0}
         z0 = self.prior.encode_images(images, generator=generator)  # [B, C, h, w], differentiable
         ref = None
         if reference is not None:
