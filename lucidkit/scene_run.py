@@ -155,6 +155,7 @@ def run_scene(task: SceneTask, folder: Path, resume: bool = False, quiet: bool =
     preloaded = prior is not None  # a batch worker's: its start-up counts from this job's start
     torch.manual_seed(cfg.seed)
     task.check_input()
+    cfg.guidance.check(ScoreDistillation.METHODS)  # before anything is written
     g, d = cfg.guidance, cfg.densify
     if g.refine_views and g.refine_from and d.stop_iter > g.refine_from:
         raise UserError(f"guidance.refine_views fits fixed views rendered apart from the loop's, so densification must "

@@ -179,3 +179,14 @@ def test_held_refinement_needs_densification_stopped_first(tmp_path):
     with pytest.raises(UserError, match="densify.stop_iter"):
         run_scene(GenerateTask(cfg), tmp_path / "run")
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_unusable_refinement_setting_writes_nothing(tmp_path):
+    from lucidkit.errors import UserError
+    from lucidkit.generate import GenerateTask
+    from lucidkit.scene_run import run_scene
+
+    cfg = resolve_config("toy", {"prompt": "a red cube", "guidance": {"refine_hold": 0}})
+    with pytest.raises(UserError, match="guidance.refine_hold"):
+        run_scene(GenerateTask(cfg), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
